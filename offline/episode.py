@@ -1,0 +1,79 @@
+"""Driving one controller through one replay episode, and replaying a recorded trace.
+
+A controller that raises, stalls or returns an illegal action fails *its* episode: the result
+carries the traceback and the tokens spent so far, and the caller goes on with the next one.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from autotts.controllers.actions import Answer, Branch, Continue, Probe, Prune
+from autotts.controllers.base import Controller
+from autotts.controllers.normalize import is_correct
+
+from .env import ReplayEnv
+
+__all__ = ["EpisodeResult", "TraceController", "replay_trace", "run_episode"]
+
+_ACTIONS = {cls.__name__: cls for cls in (Branch, Continue, Probe, Prune, Answer)}
+
+
+@dataclass
+class EpisodeResult:
+    question: int
+    seed: int
+    answer: str | None
+    correct: bool | None  # None when the question has no gold answer
+    tokens: int
+    branches: int
+    probes: int
+    steps: int
+    error: str | None = None
+    budget_exhausted: bool = False
+    trace: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run_episode(controller: Controller, env: ReplayEnv, question: int, seed: int, *,
+                answer_mode: str = "exact") -> EpisodeResult:
+    """Run `controller` on (question, seed) until it answers; never raises for controller faults."""
+    obs = env.reset(question, seed, beta=controller.beta)
+    error = None
+    try:
+        done = False
+        while not done:
+            _, _, done, _ = env.step(controller.step(obs))
+    except Exception:  # the controller's fault ends this episode only; the traceback is the report
+        error = traceback.format_exc(limit=-8)
+    gold = env.store.golds[question]
+    answer = env.answer if error is None else None
+    return EpisodeResult(
+        question=question, seed=seed, answer=answer,
+        correct=None if gold is None else is_correct(answer, gold, answer_mode),
+        tokens=obs.tokens_spent, branches=len(obs.branches), probes=env.probes, steps=obs.step,
+        error=error, budget_exhausted=env.budget_exhausted, trace=env.trace if env.record_trace else [])
+
+
+class TraceController(Controller):
+    """Re-issues the action batches of a recorded trace, step by step."""
+
+    name = "trace"
+
+    def __init__(self, trace: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.batches: list[list[Any]] = []
+        for record in trace:
+            while len(self.batches) <= record["step"]:
+                self.batches.append([])
+            fields = {k: v for k, v in record["action"].items() if k != "type"}
+            self.batches[record["step"]].append(_ACTIONS[record["action"]["type"]](**fields))
+
+    def step(self, obs):
+        return self.batches[obs.step]
+
+
+def replay_trace(env: ReplayEnv, trace: list[dict[str, Any]], question: int, seed: int) -> EpisodeResult:
+    """Re-run a recorded trace; its answer and cost must come out the same."""
+    return run_episode(TraceController(trace), env, question, seed)

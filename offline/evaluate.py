@@ -1,0 +1,156 @@
+"""The evaluator: controllers × stores × seeds, on a local process pool, into tables.
+
+A *cell* is one (controller spec, store); it is split into seed chunks so both cores stay busy.
+Stores are loaded once in the parent (so bad files fail before any work starts) and reach forked
+workers for free; controllers are re-created in each worker from their spec.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autotts.controllers.registry import load
+
+from .env import ReplayEnv
+from .episode import EpisodeResult, run_episode
+from .importer import find_data_files
+from .store import ReplayStore, load_store
+
+__all__ = ["CellResult", "EvalOptions", "bundled_data_dir", "evaluate", "resolve_stores"]
+
+log = logging.getLogger(__name__)
+
+_STORES: dict[str, ReplayStore] = {}  # filled in the parent before forking; workers inherit it
+
+
+def bundled_data_dir() -> Path:
+    """The replay stores shipped inside the package (Qwen3 on AIME24/25)."""
+    return Path(__file__).parent / "data"
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    seeds: int = 100
+    kappa_probe: int = 0
+    token_budget: int | None = None
+    answer_mode: str = "exact"
+    trace_seeds: tuple[int, ...] = ()
+    allow_code: bool = True
+    chunk_seeds: int = 10
+
+
+@dataclass
+class CellResult:
+    spec: str
+    controller: str
+    beta: float | None
+    params: dict[str, Any]
+    store: str
+    model: str
+    dataset: str
+    episodes: list[EpisodeResult] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    def row(self) -> dict[str, Any]:
+        n = len(self.episodes)
+        labelled = [e for e in self.episodes if e.correct is not None]
+        correct = sum(bool(e.correct) for e in labelled)
+        return {
+            "controller": self.controller,
+            "beta": "" if self.beta is None else f"{self.beta:g}",
+            "params": " ".join(f"{k}={v}" for k, v in self.params.items()),
+            "model": self.model, "dataset": self.dataset,
+            "accuracy_pct": round(100.0 * correct / len(labelled), 6) if labelled else "",
+            "avg_tokens": round(sum(e.tokens for e in self.episodes) / n, 6) if n else "",
+            "episodes": n,
+            "failed": sum(e.error is not None for e in self.episodes),
+            "avg_branches": round(sum(e.branches for e in self.episodes) / n, 4) if n else "",
+            "avg_probes": round(sum(e.probes for e in self.episodes) / n, 4) if n else "",
+            "wall_s": round(self.wall_s, 3),
+            "spec": self.spec, "store": self.store,
+        }
+
+
+def resolve_stores(paths: list[str | Path]) -> list[ReplayStore]:
+    """Load every store named by `paths` (files or directories; JSON or Parquet)."""
+    stores = []
+    for path in find_data_files(paths):
+        store = load_store(path)
+        stores.append(store)
+    return stores
+
+
+def _run_chunk(spec: str, store_key: str, seeds: list[int], opts: EvalOptions) -> tuple[list[EpisodeResult], float]:
+    start = time.perf_counter()
+    store = _STORES.get(store_key) or _STORES.setdefault(store_key, load_store(store_key))
+    controller = load(spec, allow_code=opts.allow_code)
+    env = ReplayEnv(store, kappa_probe=opts.kappa_probe, token_budget=opts.token_budget)
+    traced = ReplayEnv(store, kappa_probe=opts.kappa_probe, token_budget=opts.token_budget, record_trace=True)
+    results = []
+    for seed in seeds:
+        runner = traced if seed in opts.trace_seeds else env
+        for q in range(store.n_questions):
+            results.append(run_episode(controller, runner, q, seed, answer_mode=opts.answer_mode))
+    return results, time.perf_counter() - start
+
+
+def evaluate(specs: list[str], stores: list[ReplayStore], opts: EvalOptions | None = None,
+             workers: int | None = None, progress: bool = True) -> list[CellResult]:
+    """Evaluate every spec on every store; one `CellResult` per pair, in input order."""
+    opts = opts or EvalOptions()
+    controllers = [load(spec, allow_code=opts.allow_code) for spec in specs]  # fail fast on bad specs
+    cells = []
+    for spec, controller in zip(specs, controllers, strict=True):
+        for store in stores:
+            key = store.path or f"memory:{id(store)}"
+            _STORES[key] = store
+            cells.append((CellResult(spec, controller.name, controller.beta, dict(controller.params),
+                                     key, store.model, store.dataset), key))
+    step = max(1, opts.chunk_seeds)
+    units = [(ci, list(range(lo, min(lo + step, opts.seeds))))
+             for ci in range(len(cells)) for lo in range(0, opts.seeds, step)]
+    workers = workers or os.cpu_count() or 1
+    parts: dict[int, list[tuple[int, list[EpisodeResult]]]] = {}
+    bar = _progress(len(units), progress)
+    if workers == 1:
+        for ci, seeds in units:
+            _collect(cells, parts, ci, seeds, _run_chunk(cells[ci][0].spec, cells[ci][1], seeds, opts))
+            bar.update()
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(_run_chunk, cells[ci][0].spec, cells[ci][1], seeds, opts): (ci, seeds)
+                       for ci, seeds in units}
+            for future in as_completed(futures):
+                ci, seeds = futures[future]
+                _collect(cells, parts, ci, seeds, future.result())
+                bar.update()
+    bar.close()
+    out = []
+    for ci, (cell, _) in enumerate(cells):
+        for _, episodes in sorted(parts.get(ci, []), key=lambda p: p[0]):
+            cell.episodes.extend(episodes)
+        failed = [e for e in cell.episodes if e.error]
+        if failed:
+            log.warning("%s on %s/%s: %d of %d episodes failed; first (question %d, seed %d):\n%s",
+                        cell.spec, cell.model, cell.dataset, len(failed), len(cell.episodes),
+                        failed[0].question, failed[0].seed, failed[0].error)
+        out.append(cell)
+    return out
+
+
+def _collect(cells, parts, ci, seeds, result) -> None:
+    episodes, wall = result
+    cells[ci][0].wall_s += wall
+    parts.setdefault(ci, []).append((seeds[0], episodes))
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="eval", unit="chunk", disable=None if enabled else True, leave=False)
