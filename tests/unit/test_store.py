@@ -94,3 +94,19 @@ def test_corrupt_parquet_and_negative_tokens_are_reported(tmp_path):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(StoreError, match="no such file"):
         load_store(tmp_path / "absent.json")
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path):
+    import os
+
+    from autotts.controllers.atomic import write_text_atomic
+
+    umask = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "new.txt", "x")
+        assert (tmp_path / "new.txt").stat().st_mode & 0o777 == 0o644
+        (tmp_path / "new.txt").chmod(0o640)
+        write_text_atomic(tmp_path / "new.txt", "y")
+        assert (tmp_path / "new.txt").stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(umask)
