@@ -18,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n"
                "  autotts eval --controller sc --controller cmc:beta=0.5 --out results.csv\n"
                "  autotts eval --data ../shared/replay --controller asc:threshold=0.9,n=32 --out r.csv\n"
-               "  autotts eval --data stores/ --controller my_artifact/ --episodes-out ep.parquet --out r.csv")
+               "  autotts eval --data stores/ --controller my_artifact/ --episodes-out ep.parquet --out r.csv\n"
+               "  autotts eval --controller cmc:beta=0.5 --ray --out r.csv          # local Ray instance\n"
+               "  autotts eval --controller cmc:beta=0.5 --ray auto --out r.csv     # existing Ray cluster")
     p.add_argument("--data", nargs="+", action="extend", metavar="PATH",
                    help="replay stores: Parquet files, public-format .json/.json.gz files, or directories of "
                         "them (default: the stores bundled with autotts)")
@@ -27,6 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "path to a controller artifact; repeat for several")
     p.add_argument("--seeds", type=int, default=100, help="shuffle seeds 0..N-1 per question (default 100)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run on Ray instead of the local process pool: no ADDRESS starts a local Ray instance "
+                        "(--workers CPUs), 'auto' joins this machine's cluster, ray://HOST:PORT uses Ray Client; "
+                        "same results either way (needs autotts[ray])")
     p.add_argument("--out", required=True, metavar="CSV", help="results table, one row per (controller, store)")
     p.add_argument("--episodes-out", metavar="PARQUET", help="also write one row per episode")
     p.add_argument("--traces-out", metavar="DIR", help="also write execution traces (JSONL per cell)")
@@ -51,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
                        answer_mode=args.answer_mode,
                        trace_seeds=tuple(args.trace_seeds) if args.traces_out else ())
     start = time.perf_counter()
-    cells = evaluate(args.controllers, stores, opts, workers=args.workers, progress=not args.no_progress)
+    cells = evaluate(args.controllers, stores, opts, workers=args.workers, progress=not args.no_progress,
+                     ray_address=args.ray)
     write_results_csv(args.out, cells)
     if args.episodes_out:
         write_episodes(args.episodes_out, cells)

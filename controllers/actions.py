@@ -41,7 +41,9 @@ class Branch:
     def __post_init__(self) -> None:
         if type(self.n) is not int or self.n < 1:
             raise IllegalActionError(f"Branch.n must be a positive int, got {self.n!r}")
-        _check_segments("Branch", self.segments)
+        segments = self.segments  # checked inline first: actions are built in every controller's hot loop
+        if segments is not None and (type(segments) is not int or segments < 1):
+            _check_segments("Branch", segments)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +57,9 @@ class Continue:
     def __post_init__(self) -> None:
         if type(self.branch) is not int or self.branch < 0:
             raise IllegalActionError(f"Continue.branch must be a branch id (int >= 0), got {self.branch!r}")
-        _check_segments("Continue", self.segments)
+        segments = self.segments
+        if segments is not None and (type(segments) is not int or segments < 1):
+            _check_segments("Continue", segments)
 
 
 @dataclass(frozen=True, slots=True)

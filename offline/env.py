@@ -32,6 +32,15 @@ from .store import QuestionTrajectories, ReplayStore
 
 __all__ = ["ReplayEnv", "branch_order"]
 
+# `_view` consults the legality table only for finished or pruned branches: on a running branch
+# every branch-level action is legal. Checked here against the table so the shortcut cannot drift.
+_RUNNING_OK = all(illegal_reason(kind(0), finished=False, pruned=False) is None for kind in (Continue, Probe, Prune))
+if not _RUNNING_OK:
+    raise ImportError("a branch action became illegal on running branches: drop the shortcut in ReplayEnv._view")
+
+
+MAX_STEPS = 10_000  # default step limit of an episode
+
 
 @lru_cache(maxsize=4096)
 def branch_order(n_branches: int, seed: int) -> tuple[int, ...]:
@@ -49,7 +58,7 @@ class ReplayEnv:
     """Replays one store. One instance runs one episode at a time; `reset` starts the next."""
 
     def __init__(self, store: ReplayStore, *, kappa_probe: int = 0, token_budget: int | None = None,
-                 record_trace: bool = False, max_steps: int = 10_000) -> None:
+                 record_trace: bool = False, max_steps: int = MAX_STEPS) -> None:
         if kappa_probe < 0:
             raise ValueError(f"kappa_probe must be >= 0, got {kappa_probe}")
         if token_budget is not None and token_budget <= 0:
@@ -96,6 +105,20 @@ class ReplayEnv:
         info = {"answer": self.answer, "budget_exhausted": self.budget_exhausted} if self.done else {}
         return obs, obs.tokens_spent - before, self.done, info
 
+    def open_branch(self) -> BranchView:
+        """Open the next branch of this seed's order without decoding it.
+
+        For drivers that open a branch and decode it as separate calls (the live executor's
+        replay backend); `Branch(n)` is `open_branch` followed by decoding, with the same costs.
+        """
+        if self.done or self.obs is None:
+            raise RuntimeError("episode is over: call reset() first")
+        if self.obs.branches_available < 1:
+            raise IllegalActionError(f"step {self.obs.step}: no branch left to open")
+        view = self.obs._open()
+        self._rows.append(self._order[view.id])
+        return view
+
     # --- actions -------------------------------------------------------------------------
     def _apply(self, action: Any, last: bool) -> None:
         obs, kind = self.obs, type(action)
@@ -138,41 +161,47 @@ class ReplayEnv:
             raise IllegalActionError(f"step {self.obs.step}: {type(action).__name__}({action.branch}) "
                                      f"names a branch that was never opened ({len(branches)} open)")
         view = branches[action.branch]
-        reason = illegal_reason(action, view.finished, view.pruned)
-        if reason:
-            raise IllegalActionError(f"step {self.obs.step}: {reason}")
+        if view.finished or view.pruned:  # every branch action is legal on a running branch (_RUNNING_OK)
+            reason = illegal_reason(action, view.finished, view.pruned)
+            if reason:
+                raise IllegalActionError(f"step {self.obs.step}: {reason}")
         return view
 
     def _decode(self, view: BranchView, segments: int | None, probe: bool,
                 revealed: list[tuple[int, str]] | None) -> None:
         """Decode `segments` segments of `view` (None: to the end), revealing answers if `probe`."""
+        obs, q, budget = self.obs, self._q, self.token_budget
         row = self._rows[view.id]
-        probes, tokens, seg = self._q.probes[row], self._q.tokens[row], self.obs.segment_tokens
-        n, obs = len(probes), self.obs
+        seg = obs.segment_tokens
         if segments is None and not probe:  # one read to the end
-            self._check_budget()
-            obs._charge(view, max(0, tokens - seg * view.depth))
-            view.depth = n + 1
-            obs._finish(view, self._q.finals[row])
+            if budget is not None and obs.tokens_spent >= budget:
+                raise _BudgetExhausted
+            obs._charge(view, max(0, q.tokens[row] - seg * view.depth))
+            view.depth = len(q.probes[row]) + 1
+            obs._finish(view, q.finals[row])
             if revealed is not None:
                 revealed.append((view.id, view.final))
             return
+        probes = q.probes[row]
+        n = len(probes)
         left = segments if segments is not None else n + 1
         charge = seg + self.kappa_probe if probe else seg
         while left and not view.finished:
-            self._check_budget()
-            if view.depth < n:
+            if budget is not None and obs.tokens_spent >= budget:
+                raise _BudgetExhausted
+            depth = view.depth
+            if depth < n:
                 obs._charge(view, charge)
-                view.depth += 1
+                view.depth = depth + 1
                 if probe:
-                    obs._reveal(view, probes[view.depth - 1])
+                    obs._reveal(view, probes[depth])
                     self.probes += 1
                     if revealed is not None:
                         revealed.append((view.id, view.latest))
             else:
-                obs._charge(view, max(0, tokens - seg * n))
-                view.depth += 1
-                obs._finish(view, self._q.finals[row])
+                obs._charge(view, max(0, q.tokens[row] - seg * n))
+                view.depth = depth + 1
+                obs._finish(view, q.finals[row])
                 if revealed is not None:
                     revealed.append((view.id, view.final))
             left -= 1

@@ -90,19 +90,32 @@ def _run_chunk(spec: str, store_key: str, seeds: list[int], opts: EvalOptions) -
     start = time.perf_counter()
     store = _STORES.get(store_key) or _STORES.setdefault(store_key, load_store(store_key))
     controller = load(spec, allow_code=opts.allow_code)
+    from .fast import run_fast  # built-ins: compiled kernels, same episodes (tests/unit/test_fast_path.py)
+
+    fast = run_fast(controller, store, [s for s in seeds if s not in opts.trace_seeds], kappa_probe=opts.kappa_probe,
+                    token_budget=opts.token_budget, answer_mode=opts.answer_mode)
+    if fast is not None and len(fast) == len(seeds) * store.n_questions:  # no traced seed in this chunk
+        return fast, time.perf_counter() - start
+    pending = iter(fast or ())
     env = ReplayEnv(store, kappa_probe=opts.kappa_probe, token_budget=opts.token_budget)
     traced = ReplayEnv(store, kappa_probe=opts.kappa_probe, token_budget=opts.token_budget, record_trace=True)
     results = []
     for seed in seeds:
         runner = traced if seed in opts.trace_seeds else env
         for q in range(store.n_questions):
-            results.append(run_episode(controller, runner, q, seed, answer_mode=opts.answer_mode))
+            episode = None if runner is traced else next(pending, None)
+            results.append(episode or run_episode(controller, runner, q, seed, answer_mode=opts.answer_mode))
     return results, time.perf_counter() - start
 
 
 def evaluate(specs: list[str], stores: list[ReplayStore], opts: EvalOptions | None = None,
-             workers: int | None = None, progress: bool = True) -> list[CellResult]:
-    """Evaluate every spec on every store; one `CellResult` per pair, in input order."""
+             workers: int | None = None, progress: bool = True,
+             ray_address: str | None = None) -> list[CellResult]:
+    """Evaluate every spec on every store; one `CellResult` per pair, in input order.
+
+    `ray_address` (None: local process pool) runs the chunks as Ray tasks instead: ``""`` starts a
+    local Ray instance with `workers` CPUs, anything else is passed to ``ray.init(address=...)``.
+    """
     opts = opts or EvalOptions()
     controllers = [load(spec, allow_code=opts.allow_code) for spec in specs]  # fail fast on bad specs
     cells = []
@@ -115,15 +128,22 @@ def evaluate(specs: list[str], stores: list[ReplayStore], opts: EvalOptions | No
     step = max(1, opts.chunk_seeds)
     units = [(ci, list(range(lo, min(lo + step, opts.seeds))))
              for ci in range(len(cells)) for lo in range(0, opts.seeds, step)]
-    workers = workers or os.cpu_count() or 1
     parts: dict[int, list[tuple[int, list[EpisodeResult]]]] = {}
     bar = _progress(len(units), progress)
-    if workers == 1:
+    if ray_address is not None:
+        from .ray_backend import run_chunks_on_ray
+
+        chunks = [(cells[ci][0].spec, cells[ci][1], seeds) for ci, seeds in units]
+        used = {key: _STORES[key] for _, key in cells}
+        for i, result in run_chunks_on_ray(chunks, used, opts, _run_chunk, ray_address, num_cpus=workers):
+            _collect(cells, parts, units[i][0], units[i][1], result)
+            bar.update()
+    elif (workers or os.cpu_count() or 1) == 1:
         for ci, seeds in units:
             _collect(cells, parts, ci, seeds, _run_chunk(cells[ci][0].spec, cells[ci][1], seeds, opts))
             bar.update()
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
             futures = {pool.submit(_run_chunk, cells[ci][0].spec, cells[ci][1], seeds, opts): (ci, seeds)
                        for ci, seeds in units}
             for future in as_completed(futures):

@@ -57,6 +57,7 @@ class ReplayStore:
     meta: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
     _cache: dict[int, QuestionTrajectories] = field(default_factory=dict, repr=False, compare=False)
+    _derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # e.g. fast-path arrays
 
     @property
     def n_questions(self) -> int:
