@@ -21,3 +21,102 @@ def shared_replay() -> Path:
             pytest.fail(message + " under CI=true")
         pytest.skip(message)
     return SHARED_REPLAY
+
+
+# --- real vLLM (CPU build) for the engine tests ---------------------------------------------------
+# One session-scoped server for every test that needs it (start takes 15-45 s). vLLM must be importable
+# by the interpreter running pytest, or by $AUTOTTS_VLLM_PYTHON (a venv with vllm, for development).
+# Without it the tests skip with a reason, except under CI=true, where they fail: CI installs it
+# (scripts/install-dev.sh).
+
+_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require_modules(*names: str, reason: str) -> None:
+    """Skip (fail under CI=true) unless every module in `names` is importable here."""
+    import importlib.util
+
+    missing = [n for n in names if importlib.util.find_spec(n) is None]
+    if missing:
+        message = f"{', '.join(missing)} not installed: {reason}"
+        if _CI:
+            pytest.fail(message + " (required under CI=true)", pytrace=False)
+        pytest.skip(message, allow_module_level=True)
+
+
+def vllm_python() -> str:
+    """An interpreter that can run vLLM: this one, else $AUTOTTS_VLLM_PYTHON; skip/fail otherwise."""
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("vllm") is not None:
+        return sys.executable
+    other = os.environ.get("AUTOTTS_VLLM_PYTHON")
+    if other and Path(other).is_file():
+        return other
+    require_modules("vllm", reason="pip install 'autotts[vllm]' (see scripts/install-dev.sh), "
+                                   "or point AUTOTTS_VLLM_PYTHON at a Python that has it")
+    return sys.executable
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Qwen3 model of ../shared/ENGINES.md, built once per session by `autotts tiny-model`."""
+    import subprocess
+
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    subprocess.run([vllm_python(), "-m", "autotts.cli.main", "tiny-model", str(out), "--vocab-size", "1024"],
+                   check=True, capture_output=True, timeout=600)
+    return out
+
+
+@pytest.fixture(scope="session")
+def vllm_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """A real vLLM OpenAI server (CPU, prefix caching on) serving the tiny model as ``tiny``; yields its URL.
+
+    $AUTOTTS_VLLM_URL reuses a server you started yourself (same flags, ``--served-model-name tiny``).
+    """
+    if os.environ.get("AUTOTTS_VLLM_URL"):
+        yield os.environ["AUTOTTS_VLLM_URL"].rstrip("/")
+        return
+    import signal
+    import subprocess
+    import time
+
+    import httpx
+    from autotts.server.background import free_port
+
+    port = free_port()
+    work = tmp_path_factory.mktemp("vllm")
+    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "TORCHDYNAMO_DISABLE": "1",
+           "VLLM_CACHE_ROOT": str(work / "cache")}
+    model = request.getfixturevalue("tiny_model_dir")
+    cmd = [vllm_python(), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
+           "--served-model-name", "tiny", "--enforce-eager", "--kv-cache-memory-bytes", "268435456",
+           "--block-size", "32", "--enable-prefix-caching", "--enable-prompt-tokens-details",
+           "--host", "127.0.0.1", "--port", str(port)]
+    log_path = work / "vllm.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"vLLM exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"vLLM did not become healthy in 300 s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(1)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

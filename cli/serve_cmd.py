@@ -1,0 +1,56 @@
+"""`autotts serve`: the OpenAI-compatible gateway (replay engine on bundled stores unless told otherwise)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", help="run the OpenAI-compatible TTS gateway",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Serve /v1/chat/completions, /v1/completions, /v1/models, /health and /metrics. Each "
+                    "request is one test-time-scaling episode run by a controller against an engine. "
+                    "Settings: defaults < --config file (YAML/TOML) < AUTOTTS_SERVE_<KEY> env vars < flags. "
+                    "With no engine configured it serves the bundled replay stores (real Qwen3 trajectories "
+                    "on AIME 2024/2025): ask one of their questions and get the recorded models' answer.",
+        epilog="examples:\n"
+               "  autotts serve                                           # replay engine, bundled stores\n"
+               "  autotts serve --engine vllm --engine-url http://127.0.0.1:8000 --controller cmc:beta=0.3\n"
+               "  autotts serve --engine vllm-inproc --model /tmp/tiny    # vLLM AsyncLLM in this process\n"
+               "  autotts serve --config gateway.yaml --port 9000\n"
+               "see docs/serving.md")
+    p.add_argument("--config", metavar="FILE", help="settings file (.yaml/.yml/.toml/.json)")
+    p.add_argument("--engine", choices=("replay", "vllm", "vllm-inproc"), help="engine (default: replay)")
+    p.add_argument("--engine-url", metavar="URL", help="vLLM OpenAI server for --engine vllm")
+    p.add_argument("--model", metavar="NAME",
+                   help="vllm: the engine's model name (default: its first); vllm-inproc: model dir or id; "
+                        "replay: default model of the stores (e.g. Qwen3-8B)")
+    p.add_argument("--store", dest="stores", action="append", metavar="PATH",
+                   help="replay store file or directory; repeat for several (default: the bundled stores)")
+    p.add_argument("--controller", metavar="SPEC", help="default controller (default: cmc:beta=0.5)")
+    p.add_argument("--segment-tokens", type=int, metavar="N", help="live engines: tokens per segment Δ")
+    p.add_argument("--host", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8000)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from autotts.controllers.errors import AutoTTSError
+
+    try:
+        import uvicorn
+        from autotts.server.app import build_app
+        from autotts.server.config import GatewayConfig
+    except ImportError as exc:
+        raise AutoTTSError(f"serve needs the serve extra (pip install 'autotts[serve]'): {exc}") from None
+    overrides = {"engine": args.engine, "engine_url": args.engine_url, "model": args.model,
+                 "stores": args.stores, "controller": args.controller, "segment_tokens": args.segment_tokens,
+                 "host": args.host, "port": args.port}
+    config = GatewayConfig.load(args.config, overrides=overrides)
+    app = build_app(config)
+    print(f"autotts gateway: engine {config.engine}, default controller {config.controller}, "
+          f"http://{config.host}:{config.port}/v1", flush=True)
+    uvicorn.run(app, host=config.host, port=config.port, log_level=args.log_level)
+    return 0

@@ -1,0 +1,90 @@
+"""`build_app(config)`: the FastAPI app, apart from the state it serves (`Gateway`).
+
+The lifespan starts the gateway (connects or starts the engine, loads replay stores) and closes it.
+Every error leaves as one OpenAI-style error object (`errors.error_body`) with its status: bad
+input 400, unknown model 404, concurrency cap 429, engine down/garbage 502, timeouts 504; an
+unexpected bug is a 500 whose body names no internals (the traceback goes to the log).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from autotts.controllers.errors import AutoTTSError
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from .config import GatewayConfig
+from .errors import EngineError, GatewayError, error_body
+from .gateway import Gateway
+from .routes import router
+
+__all__ = ["build_app"]
+
+log = logging.getLogger(__name__)
+
+
+def build_app(config: GatewayConfig | None = None, *, gateway: Gateway | None = None) -> FastAPI:
+    """The gateway app for `config` (or around an already built `gateway`, e.g. with a test engine)."""
+    gateway = gateway or Gateway(config or GatewayConfig())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.close()
+
+    app = FastAPI(title="autotts gateway", version="1", lifespan=lifespan,
+                  description="OpenAI-compatible API; each request is one test-time-scaling episode.")
+    app.state.gateway = gateway
+    app.include_router(router)
+    _install_error_handlers(app, gateway)
+    return app
+
+
+def _install_error_handlers(app: FastAPI, gateway: Gateway) -> None:
+    def reply(status: int, body: dict) -> JSONResponse:
+        gateway.record_error(status)
+        return JSONResponse(body, status_code=status)
+
+    @app.exception_handler(GatewayError)
+    async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+        if getattr(exc, "recorded", False):  # counted by Gateway.run already
+            return JSONResponse(error_body(exc), status_code=exc.status)
+        if isinstance(exc, EngineError):  # e.g. the engine was down when the prompt was tokenized
+            gateway.metrics.engine_errors.labels(engine=gateway.config.engine, kind=exc.kind).inc()
+        return reply(exc.status, error_body(exc))
+
+    @app.exception_handler(AutoTTSError)
+    async def sdk_error(request: Request, exc: AutoTTSError) -> JSONResponse:
+        return reply(400, error_body(str(exc)))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+        if first.get("type") == "json_invalid":
+            message, param = f"request body is not valid JSON: {first.get('ctx', {}).get('error', '')}", None
+        else:
+            param = ".".join(loc) or None
+            message = f"{param or 'body'}: {first.get('msg', 'invalid value')}"
+            if "input" in first and param:
+                message += f" (got {str(first['input'])[:60]!r})"
+        return reply(400, error_body(message, param=param, code="invalid_request"))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return reply(exc.status_code, error_body(str(exc.detail), type_="invalid_request_error",
+                                                 code="not_found" if exc.status_code == 404 else None))
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return reply(500, error_body("internal server error (see the gateway log)", type_="server_error",
+                                     code="internal_error"))

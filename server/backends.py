@@ -1,0 +1,202 @@
+"""Branch backends: what one controller action does to one branch, as a list of `Unit`s.
+
+The executor drives a *branch backend*, not an engine: `open(b)`, `decode(b, segments, probe)`,
+`probe(b)`. Each call returns the `Unit`s it produced (one per decoded segment or probe) and the
+executor applies them to the `Observation` in action order, checking the token budget before each
+unit exactly as the replay environment does. Two backends:
+
+* `TokenBranchBackend` (here) runs a branch on any `TokenEngine`: a segment is one `generate` call on
+  prompt + branch IDs with ``max_tokens=Δ`` (a prefix-cache hit on the engine); a probe is one short
+  call on a *copy* of the branch plus the answer-forcing suffix, its answer extracted and never
+  appended; a branch finishes on EOS (``finish_reason == "stop"``) or at its token cap.
+* `replay.ReplayBranchBackend` answers from a replay store with the replay environment's own costs.
+
+Every engine call is added to the backend's `Ledger`, which becomes the response's `usage`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from .answers import final_answer, probe_answer, split_reasoning
+from .engines.base import GenerateResult, Sampling, TokenEngine, branch_seed
+
+__all__ = ["BranchBackend", "Ledger", "TokenBranchBackend", "Unit"]
+
+
+@dataclass(slots=True)
+class Unit:
+    """One segment (``depth`` set) or probe (``depth`` None) of a branch, as the controller sees it.
+
+    ``stopped`` marks where a live backend stopped early because the episode's token cap was
+    already spent by calls in flight; the executor then ends the episode as the budget rule says.
+    """
+
+    decode: int = 0
+    probe: int = 0
+    depth: int | None = None
+    reveal: str | None = None
+    final: str | None = None
+    stopped: bool = False
+
+
+@dataclass(slots=True)
+class Ledger:
+    """Engine calls of one episode and their usage, as the engine reported it."""
+
+    decode_calls: int = 0
+    probe_calls: int = 0
+    prompt_tokens: int = 0
+    decode_tokens: int = 0
+    probe_tokens: int = 0
+    cached_tokens: int = 0
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.decode_tokens + self.probe_tokens
+
+    @property
+    def calls(self) -> int:
+        return self.decode_calls + self.probe_calls
+
+    def add(self, kind: str, prompt: int, completion: int, cached: int) -> None:
+        self.prompt_tokens += prompt
+        self.cached_tokens += cached
+        if kind == "probe":
+            self.probe_calls += 1
+            self.probe_tokens += completion
+        else:
+            self.decode_calls += 1
+            self.decode_tokens += completion
+
+
+class BranchBackend(Protocol):
+    """The executor's view of where branches run."""
+
+    segment_tokens: int
+    branches_available: int | None
+    ledger: Ledger
+    #: stop launching calls once the ledger reaches the token cap (live engines; replay costs nothing)
+    gate_budget: bool
+    #: run different branches' operations as concurrent tasks (False: the calls never wait on I/O)
+    concurrent: bool
+    on_call: Callable[[], None] | None
+
+    def open(self, branch: int) -> None: ...
+
+    async def decode(self, branch: int, segments: int | None, probe: bool) -> list[Unit]: ...
+
+    async def probe(self, branch: int) -> list[Unit]: ...
+
+    async def reasoning(self, branch: int) -> str | None: ...
+
+
+class TokenBranchBackend:
+    """Branches of one request on a token engine; token IDs end to end."""
+
+    gate_budget = True
+    concurrent = True
+
+    def __init__(self, engine: TokenEngine, prompt_ids: list[int], *, segment_tokens: int,
+                 probe_suffix_ids: list[int], probe_max_tokens: int, max_branch_tokens: int,
+                 sampling: Sampling, seed: int, request_id: str, max_branches: int | None = None,
+                 token_budget: int | None = None) -> None:
+        if segment_tokens < 1 or probe_max_tokens < 1 or max_branch_tokens < 1:
+            raise ValueError("segment_tokens, probe_max_tokens and max_branch_tokens must be >= 1")
+        self.engine = engine
+        self.prompt_ids = list(prompt_ids)
+        self.segment_tokens = segment_tokens
+        self.suffix = list(probe_suffix_ids)
+        self.probe_max_tokens = probe_max_tokens
+        self.max_branch_tokens = max_branch_tokens
+        self.sampling = sampling
+        self.seed = seed
+        self.request_id = request_id
+        self.branches_available = max_branches
+        self.token_budget = token_budget
+        self.ledger = Ledger()
+        self.on_call: Callable[[], None] | None = None
+        self.tokens: dict[int, list[int]] = {}
+        self.depth: dict[int, int] = {}
+        self._calls: dict[int, int] = {}
+        self._texts: dict[int, str] = {}
+
+    def open(self, branch: int) -> None:
+        self.tokens[branch] = []
+        self.depth[branch] = 0
+        self._calls[branch] = 0
+
+    def _gated(self) -> bool:
+        return self.token_budget is not None and self.ledger.completion_tokens >= self.token_budget
+
+    async def _generate(self, branch: int, prompt: list[int], max_tokens: int, kind: str) -> GenerateResult:
+        call = self._calls[branch]
+        self._calls[branch] = call + 1
+        sampling = self.sampling.with_seed(branch_seed(self.seed, branch, call))
+        result = await self.engine.generate(prompt, max_tokens, sampling, f"{self.request_id}-b{branch}-{kind}{call}")
+        self.ledger.add(kind, result.prompt_tokens, result.completion_tokens, result.cached_tokens)
+        if self.on_call is not None:
+            self.on_call()
+        return result
+
+    async def _probe(self, branch: int) -> tuple[str, int]:
+        prompt = self.prompt_ids + self.tokens[branch] + self.suffix  # a copy; never appended
+        result = await self._generate(branch, prompt, self.probe_max_tokens, "probe")
+        return probe_answer(result.text), result.completion_tokens
+
+    async def _finish(self, branch: int) -> tuple[str, int]:
+        """The final answer of a finished branch: its last box, else a forced probe."""
+        text = await self.engine.detokenize(self.tokens[branch])
+        self._texts[branch] = text
+        answer = final_answer(text)
+        if answer is not None:
+            return answer, 0
+        return await self._probe(branch)
+
+    async def decode(self, branch: int, segments: int | None, probe: bool) -> list[Unit]:
+        tokens, seg = self.tokens[branch], self.segment_tokens
+        units: list[Unit] = []
+        whole = segments is None and not probe  # one call to the end of the branch
+        left = math.inf if segments is None else segments
+        while left > 0:
+            if self._gated():
+                units.append(Unit(stopped=True))
+                break
+            room = self.max_branch_tokens - len(tokens)
+            if room <= 0:  # already at its length cap: the branch ends here
+                unit = Unit(depth=self.depth[branch])
+                unit.final, unit.probe = await self._finish(branch)
+                units.append(unit)
+                break
+            result = await self._generate(branch, self.prompt_ids + tokens, room if whole else min(seg, room),
+                                          "decode")
+            tokens.extend(result.token_ids)
+            depth = max(1, math.ceil(len(tokens) / seg)) if whole else self.depth[branch] + 1
+            self.depth[branch] = depth
+            unit = Unit(decode=result.completion_tokens, depth=depth)
+            units.append(unit)
+            if whole or result.finish_reason == "stop" or len(tokens) >= self.max_branch_tokens \
+                    or not result.token_ids:
+                unit.final, unit.probe = await self._finish(branch)
+                break
+            if probe:
+                unit.reveal, unit.probe = await self._probe(branch)
+            left -= 1
+        return units
+
+    async def probe(self, branch: int) -> list[Unit]:
+        if self._gated():
+            return [Unit(stopped=True)]
+        answer, spent = await self._probe(branch)
+        return [Unit(probe=spent, reveal=answer)]
+
+    async def reasoning(self, branch: int) -> str | None:
+        """The branch's reasoning text (inside the thinking block when there is one)."""
+        text = self._texts.get(branch)
+        if text is None:
+            text = await self.engine.detokenize(self.tokens.get(branch, []))
+        reasoning, rest = split_reasoning(text)
+        return reasoning or rest or None

@@ -1,0 +1,213 @@
+"""Gateway settings: one typed object, read once from a YAML/TOML file, env vars and CLI flags.
+
+Precedence (later wins): defaults < config file < ``AUTOTTS_SERVE_<KEY>`` environment variables <
+command-line flags. Every value is type-checked on the way in and a bad one is reported with its
+key, its source and the value, e.g. ``config.yaml: max_branches must be an int >= 1, got 'many'``.
+
+>>> GatewayConfig.load(overrides={"engine": "replay", "max_branches": "8"}).max_branches
+8
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import types
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from autotts.controllers.errors import AutoTTSError
+
+__all__ = ["ENGINES", "ConfigError", "GatewayConfig"]
+
+ENGINES = ("replay", "vllm", "vllm-inproc")
+ENV_PREFIX = "AUTOTTS_SERVE_"
+
+DEFAULT_ALIASES = {"tts-sc": "sc", "tts-asc": "asc", "tts-esc": "esc", "tts-parallel-probe": "parallel_probe",
+                   "tts-cmc": "cmc:beta=0.5", "tts-none": "none"}
+
+
+class ConfigError(AutoTTSError):
+    """A gateway setting is missing or has a bad value."""
+
+
+@dataclass
+class GatewayConfig:
+    # engine
+    engine: str = "replay"
+    engine_url: str | None = None
+    model: str | None = None  # vllm: engine's model name; vllm-inproc: model dir; replay: default model
+    served_model_name: str | None = None  # the name clients send (default: `model`)
+    stores: list[str] = field(default_factory=list)  # replay stores (default: the bundled ones)
+    engine_args: dict[str, Any] = field(default_factory=dict)  # vllm-inproc AsyncEngineArgs extras
+    # controllers
+    controller: str = "cmc:beta=0.5"
+    aliases: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
+    allow_code: bool = False  # artifact controllers named in aliases may run their code
+    # live decoding
+    segment_tokens: int = 256
+    probe_suffix: str = "\n</think>\n\n\\boxed{"
+    probe_max_tokens: int = 8
+    temperature: float | None = 0.6
+    top_p: float | None = 0.95
+    ignore_eos: bool = False
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+    default_max_tokens: int = 8192  # per-branch length when the request sets no max_tokens
+    kappa_probe: int = 0  # replay: tokens charged per revealed probe
+    # caps
+    max_tokens: int = 32768  # largest per-branch max_tokens a request may ask for
+    max_total_tokens: int = 5_000_000  # episode token cap (decode + probe); requests may lower it
+    max_branches: int = 128
+    max_n: int = 4
+    max_concurrent: int = 64  # episodes in flight; more → 429
+    request_timeout_s: float = 600.0
+    engine_timeout_s: float = 120.0
+    controller_in_thread: bool = True  # non-built-in controllers step in a worker thread
+    # server
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    def __post_init__(self) -> None:
+        self._check("config")
+
+    @property
+    def public_model(self) -> str | None:
+        return self.served_model_name or self.model
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, *, env: Mapping[str, str] | None = None,
+             overrides: Mapping[str, Any] | None = None) -> GatewayConfig:
+        """Defaults, then the file at `path`, then env vars, then `overrides` (e.g. CLI flags)."""
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        if path is not None:
+            for key, value in _read_file(Path(path)).items():
+                values[key], sources[key] = value, str(path)
+        env = os.environ if env is None else env
+        for name, value in env.items():
+            if name.startswith(ENV_PREFIX):
+                key = name[len(ENV_PREFIX):].lower()
+                values[key], sources[key] = value, f"${name}"
+        for key, value in (overrides or {}).items():
+            if value is not None:
+                values[key], sources[key] = value, "command line"
+        known = {f.name for f in fields(cls)}
+        for key in values:
+            if key not in known:
+                raise ConfigError(f"{sources[key]}: unknown setting {key!r}; known: {', '.join(sorted(known))}")
+        hints = get_type_hints(cls)
+        typed = {key: _coerce(key, value, hints[key], sources[key]) for key, value in values.items()}
+        config = cls.__new__(cls)
+        for f in fields(cls):
+            if f.name in typed:
+                setattr(config, f.name, typed[f.name])
+            else:
+                setattr(config, f.name, f.default if f.default_factory is MISSING else f.default_factory())
+        config._check("settings", sources)
+        return config
+
+    def _check(self, where: str, sources: Mapping[str, str] | None = None) -> None:
+        def fail(key: str, message: str) -> None:
+            raise ConfigError(f"{(sources or {}).get(key, where)}: {key} {message}, got {getattr(self, key)!r}")
+
+        if self.engine not in ENGINES:
+            fail("engine", f"must be one of {', '.join(ENGINES)}")
+        if self.engine == "vllm" and not self.engine_url:
+            raise ConfigError(f"{where}: engine 'vllm' needs engine_url (e.g. http://127.0.0.1:8000)")
+        if self.engine == "vllm-inproc" and not self.model:
+            raise ConfigError(f"{where}: engine 'vllm-inproc' needs model (a model directory or id)")
+        for key in ("segment_tokens", "probe_max_tokens", "default_max_tokens", "max_tokens", "max_total_tokens",
+                    "max_branches", "max_n", "max_concurrent"):
+            if getattr(self, key) < 1:
+                fail(key, "must be >= 1")
+        for key in ("request_timeout_s", "engine_timeout_s"):
+            if getattr(self, key) <= 0:
+                fail(key, "must be > 0")
+        if self.kappa_probe < 0:
+            fail("kappa_probe", "must be >= 0")
+        if not 0 < self.port < 65536:
+            fail("port", "must be a TCP port (1..65535)")
+        if self.default_max_tokens > self.max_tokens:
+            fail("default_max_tokens", f"must be <= max_tokens ({self.max_tokens})")
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml", ".json"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"{path}: config file must be .yaml, .yml, .toml or .json")
+    except ConfigError:
+        raise
+    except Exception as exc:  # the parsers' errors carry line numbers: pass them on in one line
+        raise ConfigError(f"{path}: cannot parse: {' '.join(str(exc).split())}") from None
+    data = data.get("serve", data) if isinstance(data, dict) else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    return data
+
+
+def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:
+    """`value` (from YAML/TOML or a string from env/CLI) as type `hint`, or a ConfigError naming it."""
+    args = get_args(hint)
+    optional = (get_origin(hint) in (Union, types.UnionType)) and type(None) in args
+    base = next((a for a in args if a is not type(None)), hint) if optional else hint
+    if optional and (value is None or (isinstance(value, str) and value.lower() in ("", "none", "null"))):
+        return None
+    origin = get_origin(base) or base
+    try:
+        if origin is bool:
+            if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                return value.lower() in ("1", "true", "yes", "on")
+            if isinstance(value, bool):
+                return value
+            raise ValueError
+        if origin is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if origin is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if origin is str:
+            if not isinstance(value, str | int | float) or isinstance(value, bool):
+                raise ValueError
+            return str(value)
+        if origin is list:
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, list):
+                raise ValueError
+            return [str(v) for v in value]
+        if origin is dict:
+            if isinstance(value, str):
+                value = json.loads(value)
+            if not isinstance(value, dict):
+                raise ValueError
+            return dict(value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        return value
+    raise ConfigError(f"{source}: {key} must be {_name(hint)}, got {value!r}")
+
+
+def _name(hint: Any) -> str:
+    optional = get_origin(hint) in (Union, types.UnionType) and type(None) in get_args(hint)
+    base = next(a for a in get_args(hint) if a is not type(None)) if optional else hint
+    origin = get_origin(base) or base
+    name = {int: "an int", float: "a number", bool: "true or false", str: "a string", list: "a list",
+            dict: "a mapping (JSON object)"}.get(origin, str(base))
+    return name + (" or null" if optional else "")

@@ -1,0 +1,67 @@
+"""A deterministic in-process token engine, for tests and examples that need no model.
+
+Token IDs depend only on (sampling seed, position in the sequence), so the same branch decodes the
+same way whichever segment boundaries it is cut at. A sequence "emits EOS" when it reaches `eos_at`
+tokens (``finish_reason == "stop"``); a call that starts past that point (a probe forced after the end)
+decodes normally. `detokenize` maps each ID to one printable character, and
+`in_flight` counts calls not yet returned, so tests can check that cancellation stops work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .base import GenerateResult, Sampling
+
+__all__ = ["FakeEngine"]
+
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789 "
+
+
+class FakeEngine:
+    name = "fake"
+
+    def __init__(self, *, model: str = "fake", eos_at: int | None = None, delay_s: float = 0.0,
+                 prompt_base: int = 0) -> None:
+        self.model = model
+        self.eos_at = eos_at  # generated tokens after which a sequence stops (None: never)
+        self.delay_s = delay_s
+        self.prompt_base = prompt_base
+        self.in_flight = 0
+        self.calls: list[dict[str, Any]] = []
+
+    async def tokenize_chat(self, messages: list[dict[str, Any]], **template_kwargs: Any) -> list[int]:
+        text = "".join(f"<{m['role']}>{m.get('content') or ''}" for m in messages) + "<assistant>"
+        return [1000 + b for b in text.encode()]
+
+    async def tokenize_text(self, text: str) -> list[int]:
+        return [1000 + b for b in text.encode()]
+
+    async def detokenize(self, token_ids: list[int]) -> str:
+        return "".join(chr(t - 1000) if 1000 <= t < 1256 else _ALPHABET[t % len(_ALPHABET)] for t in token_ids)
+
+    async def generate(self, prompt_ids: list[int], max_tokens: int, sampling: Sampling,
+                       request_id: str) -> GenerateResult:
+        self.calls.append({"prompt": list(prompt_ids), "max_tokens": max_tokens, "id": request_id})
+        self.in_flight += 1
+        try:
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            generated = len(prompt_ids) - self.prompt_base  # position of the first new token
+            seed = sampling.seed or 0
+            n = max_tokens
+            finish = "length"
+            if self.eos_at is not None and generated < self.eos_at <= generated + max_tokens:
+                n, finish = max(0, self.eos_at - generated), "stop"
+            ids = [(seed * 31 + (generated + k) * 17) % 37 for k in range(n)]
+            return GenerateResult(token_ids=ids, text=await self.detokenize(ids), finish_reason=finish,
+                                  prompt_tokens=len(prompt_ids), completion_tokens=n, cached_tokens=0)
+        finally:
+            self.in_flight -= 1
+
+    async def health(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,305 @@
+"""The gateway's serving logic between the HTTP routes and the executor.
+
+`Gateway` holds what lives as long as the app (engine, replay catalog, controller selector, metrics,
+the concurrency counter). Per request, `prepare` validates caps, picks the controller, resolves the
+model and builds one branch backend per choice (`n`); `run` executes the episodes and records
+metrics; `summary` turns outcomes into the response's `usage` and `tts` objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from autotts.controllers.base import Controller
+from autotts.controllers.builtins import BUILTINS
+from autotts.controllers.registry import load
+
+from .backends import BranchBackend, TokenBranchBackend
+from .config import GatewayConfig
+from .engines.base import Sampling, TokenEngine
+from .errors import BadRequest, EngineError, GatewayError, ModelNotFound, TooManyRequests
+from .executor import Caps, EpisodeOutcome, run_episode
+from .metrics import GatewayMetrics
+from .protocol import ChatCompletionRequest, CompletionRequest, new_id, usage_dict
+from .replay import ReplayBranchBackend, ReplayCatalog, bundled_stores, estimate_tokens
+from .selection import ControllerSelector, Selection
+
+__all__ = ["Gateway", "Job"]
+
+log = logging.getLogger(__name__)
+
+_BUILTIN_TYPES = frozenset(BUILTINS.values())
+
+
+@dataclass
+class Job:
+    """One request, ready to run: `n` backends, one controller, the caps."""
+
+    kind: str  # chat | completion
+    rid: str
+    model: str  # model name echoed in the response
+    selection: Selection
+    controller: Controller
+    backends: list[BranchBackend]
+    seeds: list[int]
+    question: str
+    caps: Caps
+    include_usage: bool = False
+    progress: bool = True
+    source: dict[str, Any] = field(default_factory=dict)  # replay: store and question index
+    started: float = field(default_factory=time.perf_counter)
+    released: bool = False
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"controller": self.selection.name, "controller_version": self.selection.version,
+                "arm": self.selection.arm, "model": self.model}
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, *, engine: TokenEngine | None = None,
+                 catalog: ReplayCatalog | None = None) -> None:
+        self.config = config
+        self.engine = engine
+        self.catalog = catalog
+        self.metrics = GatewayMetrics()
+        self.selector = ControllerSelector(config.controller, config.aliases, allow_code=config.allow_code)
+        self.in_flight = 0
+        self.suffix_ids: list[int] = []
+        self._single = load("sc:n=1")  # controller `none` on engines without pass-through: one sample
+        self._ready = False
+        self._ready_lock = asyncio.Lock()
+
+    # --- lifetime --------------------------------------------------------------------------
+    async def start(self) -> None:
+        cfg = self.config
+        if cfg.engine == "replay" and self.catalog is None:
+            paths = cfg.stores or [str(p) for p in bundled_stores()]
+            self.catalog = await asyncio.to_thread(ReplayCatalog.from_paths, paths, cfg.model)
+        elif cfg.engine == "vllm" and self.engine is None:
+            from .engines.vllm_http import VLLMHTTPEngine
+
+            self.engine = VLLMHTTPEngine(cfg.engine_url or "", cfg.model, timeout_s=cfg.engine_timeout_s)
+        elif cfg.engine == "vllm-inproc" and self.engine is None:
+            from .engines.vllm_inproc import VLLMInprocEngine
+
+            self.engine = VLLMInprocEngine(cfg.model or "", served_name=cfg.served_model_name, **cfg.engine_args)
+        if cfg.engine == "vllm-inproc" and self.engine is not None:
+            await self._engine_ready()  # starts the engine in this process
+        elif self.engine is not None:
+            try:  # an engine that is not up yet is not fatal: the first request retries (and 502s)
+                await self._engine_ready()
+            except EngineError as exc:
+                log.warning("engine not ready at start-up (%s); will retry on the first request", exc)
+
+    async def _engine_ready(self) -> None:
+        """Start/connect the engine and tokenize the probe suffix, once."""
+        if self._ready:
+            return
+        async with self._ready_lock:
+            if self._ready or self.engine is None:
+                return
+            if hasattr(self.engine, "start"):
+                await self.engine.start()
+            suffix = self.config.probe_suffix
+            self.suffix_ids = await self.engine.tokenize_text(suffix) if suffix else []
+            self._ready = True
+
+    async def close(self) -> None:
+        if self.engine is not None:
+            await self.engine.close()
+
+    @property
+    def passthrough(self) -> bool:
+        return self.engine is not None and hasattr(self.engine, "passthrough")
+
+    def model_ids(self) -> list[str]:
+        if self.catalog is not None:
+            names = sorted(self.catalog.index)
+        else:
+            names = [self.config.public_model or getattr(self.engine, "model", "") or "model"]
+        return names + sorted(self.config.aliases)
+
+    # --- per request -----------------------------------------------------------------------
+    async def prepare(self, kind: str, body: ChatCompletionRequest | CompletionRequest,
+                      header: str | None) -> tuple[Selection, Job | None]:
+        """Validate and build the job; (selection, None) means pass the request through unchanged."""
+        cfg, tts = self.config, body.tts
+        selection = self.selector.select(tts.model_dump(exclude_none=True) if tts else None, header, body.model)
+        _cap("n", body.n, cfg.max_n)
+        _cap("max_tokens", body.branch_tokens, cfg.max_tokens)
+        if tts is not None:
+            _cap("tts.max_total_tokens", tts.max_total_tokens, cfg.max_total_tokens)
+            _cap("tts.max_branches", tts.max_branches, cfg.max_branches)
+            _cap("tts.segment_tokens", tts.segment_tokens, cfg.max_tokens)
+        if self.engine is not None:
+            await self._engine_ready()
+        if selection.controller is None and self.passthrough:
+            return selection, None
+        controller = selection.controller or self._single
+        caps = Caps(max_branches=(tts and tts.max_branches) or cfg.max_branches,
+                    token_budget=(tts and tts.max_total_tokens) or cfg.max_total_tokens,
+                    budget_visible=bool(tts and tts.max_total_tokens),
+                    timeout_s=cfg.request_timeout_s,
+                    # built-ins take microseconds per step: a thread hop would cost more than it saves
+                    controller_in_thread=cfg.controller_in_thread and type(controller) not in _BUILTIN_TYPES)
+        rid = new_id("chatcmpl" if kind == "chat" else "cmpl")
+        question = body.question()
+        if self.catalog is not None:
+            job = self._replay_job(kind, rid, body, selection, controller, caps, question)
+        else:
+            job = await self._live_job(kind, rid, body, selection, controller, caps, question)
+        job.include_usage, job.progress = body.include_usage, tts.progress if tts else True
+        if self.in_flight >= cfg.max_concurrent:
+            raise TooManyRequests(f"{self.in_flight} episodes are running (max_concurrent={cfg.max_concurrent}); "
+                                  "retry later")
+        self.in_flight += 1  # reserved until `release(job)` (run() and the route's done-callback both call it)
+        self.metrics.in_flight.set(self.in_flight)
+        return selection, job
+
+    def release(self, job: Job) -> None:
+        """Free the job's concurrency slot (idempotent)."""
+        if not job.released:
+            job.released = True
+            self.in_flight -= 1
+            self.metrics.in_flight.set(self.in_flight)
+
+    def _replay_job(self, kind, rid, body, selection, controller, caps, question) -> Job:
+        catalog = self.catalog
+        assert catalog is not None
+        model = catalog.resolve_model(selection.model)
+        store, qi = catalog.find(model, question)
+        seed = body.seed if body.seed is not None else 0
+        seeds = [seed + i for i in range(body.n)]
+        prompt = estimate_tokens(question)
+        backends = [ReplayBranchBackend(store, qi, s, prompt_tokens=prompt, kappa_probe=self.config.kappa_probe,
+                                        max_branches=caps.max_branches) for s in seeds]
+        return Job(kind, rid, model, selection, controller, list(backends), seeds, question, caps,
+                   source={"store": store.name, "question": qi})
+
+    async def _live_job(self, kind, rid, body, selection, controller, caps, question) -> Job:
+        cfg, engine = self.config, self.engine
+        assert engine is not None
+        public = cfg.public_model or engine.model
+        if selection.model and selection.model not in (public, engine.model):
+            raise ModelNotFound(f"model {selection.model!r} is not served here; use {public!r} or an alias "
+                                f"({', '.join(sorted(cfg.aliases))})", param="model")
+        if kind == "chat":
+            extra = dict(cfg.chat_template_kwargs)
+            extra.update((body.model_extra or {}).get("chat_template_kwargs") or {})
+            prompt_ids = await engine.tokenize_chat(body.plain_messages(), **extra)
+        elif isinstance(body.prompt, list) and body.prompt and all(type(t) is int for t in body.prompt):
+            prompt_ids = list(body.prompt)
+        elif isinstance(body.prompt, str):
+            prompt_ids = await engine.tokenize_text(body.prompt)
+        else:
+            raise BadRequest("prompt must be one string or a list of token ids", param="prompt")
+        seed = body.seed if body.seed is not None else random.randrange(2**31)
+        seeds = [seed + 7_777 * i for i in range(body.n)]
+        tts = body.tts
+        extra = body.model_extra or {}
+        sampling = Sampling(temperature=body.temperature if body.temperature is not None else cfg.temperature,
+                            top_p=body.top_p if body.top_p is not None else cfg.top_p,
+                            ignore_eos=bool(extra.get("ignore_eos", cfg.ignore_eos)))
+        backends = [TokenBranchBackend(
+            engine, prompt_ids, segment_tokens=(tts and tts.segment_tokens) or cfg.segment_tokens,
+            probe_suffix_ids=self.suffix_ids, probe_max_tokens=cfg.probe_max_tokens,
+            max_branch_tokens=body.branch_tokens or cfg.default_max_tokens, sampling=sampling, seed=s,
+            request_id=f"{rid}-{i}", max_branches=caps.max_branches, token_budget=caps.token_budget)
+            for i, s in enumerate(seeds)]
+        return Job(kind, rid, public, selection, controller, list(backends), seeds, question, caps,
+                   source={"prompt_length": len(prompt_ids)})
+
+    async def run(self, job: Job, progress=None) -> list[EpisodeOutcome]:
+        """Run the job's episodes (concurrently when n > 1); records metrics, frees the slot."""
+        status = "500"
+        outcomes: list[EpisodeOutcome | None] = [None] * len(job.backends)
+        try:
+            async def one(i: int, backend: BranchBackend) -> None:
+                report = None if progress is None else (lambda snap, i=i: progress(i, snap))
+                outcomes[i] = await run_episode(job.controller, backend, question_id=job.source.get("question", 0),
+                                                question=job.question, caps=job.caps, progress=report)
+
+            if len(job.backends) == 1:
+                await one(0, job.backends[0])
+            else:
+                try:
+                    async with asyncio.TaskGroup() as group:
+                        for i, backend in enumerate(job.backends):
+                            group.create_task(one(i, backend))
+                except BaseExceptionGroup as errors:
+                    raise next((e for e in errors.exceptions if isinstance(e, GatewayError)),
+                               errors.exceptions[0]) from None
+            status = "200"
+        except GatewayError as exc:
+            status = str(exc.status)
+            exc.recorded = True  # type: ignore[attr-defined]
+            if isinstance(exc, EngineError):
+                self.metrics.engine_errors.labels(engine=self.config.engine, kind=exc.kind).inc()
+            raise
+        except asyncio.CancelledError:
+            status = "cancelled"
+            raise
+        finally:
+            self.release(job)
+            self._record(job, status, [o for o in outcomes if o is not None])
+        return outcomes  # type: ignore[return-value]
+
+    def _record(self, job: Job, status: str, outcomes: list[EpisodeOutcome]) -> None:
+        labels = job.labels
+        ledgers = [b.ledger for b in job.backends]
+        self.metrics.episode(
+            labels, prompt=sum(x.prompt_tokens for x in ledgers), decode=sum(x.decode_tokens for x in ledgers),
+            probe=sum(x.probe_tokens for x in ledgers), cached=sum(x.cached_tokens for x in ledgers),
+            decode_calls=sum(x.decode_calls for x in ledgers), probe_calls=sum(x.probe_calls for x in ledgers),
+            branches=sum(len(o.obs.branches) for o in outcomes), prunes=sum(o.prunes for o in outcomes),
+            probes=sum(o.probes for o in outcomes), rounds=sum(o.rounds for o in outcomes))
+        self.metrics.request(labels, status, time.perf_counter() - job.started)
+
+    def record_error(self, status: int) -> None:
+        """Count a request that failed before it became a job (bad input, unknown model, ...)."""
+        labels = {"controller": "-", "controller_version": "-", "arm": "-", "model": "-"}
+        self.metrics.requests.labels(**labels, status=str(status)).inc()
+
+    # --- response pieces -------------------------------------------------------------------
+    def summary(self, job: Job, outcomes: list[EpisodeOutcome]) -> tuple[list[tuple], dict, dict]:
+        """(choices as (content, reasoning, finish_reason), usage, tts)."""
+        ledgers = [b.ledger for b in job.backends]
+        usage = usage_dict(sum(x.prompt_tokens for x in ledgers), sum(x.completion_tokens for x in ledgers),
+                           sum(x.cached_tokens for x in ledgers))
+        choices = [(o.answer, o.reasoning, "length" if o.budget_exhausted else "stop") for o in outcomes]
+        episodes = [self.episode_tts(job, i, o) for i, o in enumerate(outcomes)]
+        tts = episodes[0] if len(episodes) == 1 else {**_totals(episodes), "episodes": episodes}
+        return choices, usage, tts
+
+    def episode_tts(self, job: Job, index: int, o: EpisodeOutcome) -> dict[str, Any]:
+        ledger, sel = o.ledger, job.selection
+        return {"controller": sel.name, "spec": job.controller.spec if sel.controller else "none",
+                "version": sel.version, "beta": job.controller.beta, "arm": sel.arm, "source": sel.source,
+                "engine": self.config.engine, "seed": job.seeds[index], **job.source,
+                "branches": len(o.obs.branches), "pruned": o.prunes, "probes": o.probes, "rounds": o.rounds,
+                "engine_calls": ledger.calls, "decode_tokens": ledger.decode_tokens,
+                "probe_tokens": ledger.probe_tokens, "cached_tokens": ledger.cached_tokens,
+                "prompt_tokens": ledger.prompt_tokens, "tokens_spent": o.obs.tokens_spent,
+                "votes": o.votes, "answer": o.answer, "winner_branch": o.winner,
+                "budget_exhausted": o.budget_exhausted, "wall_s": round(o.wall_s, 4)}
+
+
+_SUMMED = ("branches", "pruned", "probes", "rounds", "engine_calls", "decode_tokens", "probe_tokens",
+           "cached_tokens", "prompt_tokens", "tokens_spent")
+
+
+def _totals(episodes: list[dict[str, Any]]) -> dict[str, Any]:
+    first = episodes[0]
+    keep = {k: first[k] for k in ("controller", "spec", "version", "beta", "arm", "source", "engine")}
+    return {**keep, **{k: sum(e[k] for e in episodes) for k in _SUMMED}}
+
+
+def _cap(param: str, value: int | None, cap: int) -> None:
+    if value is not None and value > cap:
+        raise BadRequest(f"{param}={value} is above this gateway's cap of {cap}", param=param)

@@ -1,0 +1,149 @@
+"""Request and response shapes: OpenAI's, plus an optional `tts` object both ways.
+
+Requests are pydantic models (unknown OpenAI fields are kept and passed through to the engine for
+controller ``none``; unknown fields *inside* `tts` are an error). Responses are built by the functions
+below, the only place their JSON is written, so the official `openai` client parses them unchanged:
+`usage` counts every engine call of the episode and the extra `tts` object is ignored by clients
+that do not know it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["ChatCompletionRequest", "CompletionRequest", "TTSOptions", "chat_chunk", "chat_response",
+           "completion_chunk", "completion_response", "new_id", "usage_dict"]
+
+
+class TTSOptions(BaseModel):
+    """The `tts` object of a request (all optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    controller: str | None = Field(None, description="controller spec or alias, e.g. 'cmc' or 'asc:n=32'")
+    beta: float | None = Field(None, description="β of the controller (its declared range)")
+    params: dict[str, Any] | None = Field(None, description="controller parameters, e.g. {'n': 16}")
+    max_total_tokens: int | None = Field(None, ge=1, description="episode token cap (decode + probe)")
+    max_branches: int | None = Field(None, ge=1, description="most branches this episode may open")
+    segment_tokens: int | None = Field(None, ge=1, description="live engines: tokens per segment (Δ)")
+    progress: bool = Field(True, description="stream progress chunks while the episode runs")
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    n: int = Field(1, ge=1)
+    seed: int | None = None
+    temperature: float | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    tts: TTSOptions | None = None
+
+    @property
+    def include_usage(self) -> bool:
+        return bool((self.stream_options or {}).get("include_usage"))
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
+        return self.content or ""
+
+
+class ChatCompletionRequest(_Base):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+    @property
+    def branch_tokens(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+    def question(self) -> str:
+        users = [m for m in self.messages if m.role == "user"]
+        return users[-1].text() if users else ""
+
+    def plain_messages(self) -> list[dict[str, Any]]:
+        return [{"role": m.role, "content": m.text()} for m in self.messages]
+
+
+class CompletionRequest(_Base):
+    prompt: str | list[str] | list[int]
+
+    @property
+    def branch_tokens(self) -> int | None:
+        return self.max_tokens
+
+    def question(self) -> str:
+        if isinstance(self.prompt, list):
+            return str(self.prompt[0]) if len(self.prompt) == 1 and isinstance(self.prompt[0], str) else ""
+        return self.prompt
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def usage_dict(prompt: int, completion: int, cached: int) -> dict[str, Any]:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cached}}
+
+
+def chat_response(rid: str, model: str, answers: list[tuple[str | None, str | None, str]],
+                  usage: dict[str, Any], tts: dict[str, Any]) -> dict[str, Any]:
+    """`answers`: one (content, reasoning, finish_reason) per choice."""
+    return {"id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": i, "finish_reason": finish, "logprobs": None,
+                         "message": {"role": "assistant", "content": content, "reasoning_content": reasoning}}
+                        for i, (content, reasoning, finish) in enumerate(answers)],
+            "usage": usage, "tts": tts}
+
+
+def completion_response(rid: str, model: str, answers: list[tuple[str | None, str | None, str]],
+                        usage: dict[str, Any], tts: dict[str, Any]) -> dict[str, Any]:
+    return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": i, "text": content or "", "finish_reason": finish, "logprobs": None}
+                        for i, (content, _, finish) in enumerate(answers)],
+            "usage": usage, "tts": tts}
+
+
+def chat_chunk(rid: str, model: str, created: int, *, index: int = 0, delta: dict[str, Any] | None = None,
+               finish: str | None = None, tts: dict[str, Any] | None = None,
+               usage: dict[str, Any] | None = None, choices: bool = True) -> dict[str, Any]:
+    chunk: dict[str, Any] = {
+        "id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
+        "choices": [{"index": index, "delta": delta or {}, "finish_reason": finish, "logprobs": None}]
+        if choices else []}
+    if tts is not None:
+        chunk["tts"] = tts
+    if usage is not None:
+        chunk["usage"] = usage
+    return chunk
+
+
+def completion_chunk(rid: str, model: str, created: int, *, index: int = 0, text: str = "",
+                     finish: str | None = None, tts: dict[str, Any] | None = None,
+                     usage: dict[str, Any] | None = None, choices: bool = True) -> dict[str, Any]:
+    chunk: dict[str, Any] = {
+        "id": rid, "object": "text_completion", "created": created, "model": model,
+        "choices": [{"index": index, "text": text, "finish_reason": finish, "logprobs": None}] if choices else []}
+    if tts is not None:
+        chunk["tts"] = tts
+    if usage is not None:
+        chunk["usage"] = usage
+    return chunk
+
+
+Kind = Literal["chat", "completion"]

@@ -1,0 +1,119 @@
+"""Which controller runs a request, and with which β: one documented precedence.
+
+1. the request body's ``tts.controller`` (e.g. ``extra_body={"tts": {"controller": "cmc", "beta": 0.5}}``),
+2. the ``X-TTS-Controller`` header,
+3. the ``model`` field: a configured alias (``tts-cmc``) or ``MODEL@CONTROLLER`` (``qwen3-8b@esc``),
+4. the configured default (`GatewayConfig.controller`).
+
+``tts.beta`` and ``tts.params`` apply to whichever controller wins. A value is a configured alias or a
+built-in spec (``asc:threshold=0.9,n=32``); artifact paths are accepted only through aliases the
+operator configured, never from a request. ``none`` means plain pass-through (one engine call).
+Controllers are stateless, so one instance per (spec, β, params) is cached and shared.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from autotts.controllers.base import Controller
+from autotts.controllers.builtins import BUILTINS
+from autotts.controllers.errors import AutoTTSError
+from autotts.controllers.registry import load, parse_spec
+
+from .errors import BadRequest
+
+__all__ = ["HEADER", "NONE", "ControllerSelector", "Selection"]
+
+HEADER = "X-TTS-Controller"
+NONE = "none"
+
+
+@dataclass(frozen=True)
+class Selection:
+    controller: Controller | None  # None: pass-through
+    name: str  # controller name ("none" for pass-through)
+    source: str  # body | header | model | default
+    arm: str  # metrics label: the alias used, else the source
+    model: str | None  # the model part of the request's `model` field (alias removed)
+
+    @property
+    def spec(self) -> str:
+        return self.controller.spec if self.controller is not None else NONE
+
+    @property
+    def version(self) -> str:
+        return str(self.controller.version) if self.controller is not None else "-"
+
+
+class ControllerSelector:
+    def __init__(self, default: str, aliases: dict[str, str], *, allow_code: bool = False,
+                 cache_size: int = 256) -> None:
+        self.default = default
+        self.aliases = dict(aliases)
+        self.allow_code = allow_code
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple, Controller] = OrderedDict()
+        self.select(None, None, None)  # a bad default or alias fails at start-up, not per request
+        for alias in self.aliases:
+            self.select(None, None, alias)
+
+    def select(self, tts: dict[str, Any] | None, header: str | None, model: str | None) -> Selection:
+        tts = tts or {}
+        base_model, model_choice = _split_model(model, self.aliases)
+        for source, value, param in (("body", tts.get("controller"), "tts.controller"),
+                                     ("header", header, HEADER),
+                                     ("model", model_choice, "model"),
+                                     ("default", self.default, "controller")):
+            if value:
+                return self._build(str(value).strip(), source, param, tts, base_model)
+        raise AssertionError("unreachable: the default controller is always set")
+
+    def _build(self, value: str, source: str, param: str, tts: dict[str, Any], model: str | None) -> Selection:
+        arm, trusted = source, source == "default"
+        if value in self.aliases:
+            arm, value, trusted = value, self.aliases[value], True
+        overrides = dict(tts.get("params") or {})
+        if tts.get("beta") is not None:
+            overrides["beta"] = tts["beta"]
+        if value == NONE:
+            if overrides:
+                raise BadRequest("controller 'none' (pass-through) takes no beta or params", param="tts")
+            return Selection(None, NONE, source, arm, model)
+        try:
+            name, _ = parse_spec(value)
+        except AutoTTSError as exc:
+            raise BadRequest(f"{param}: {exc}", param=param) from None
+        if not trusted and name not in BUILTINS:
+            known = ", ".join(sorted([*BUILTINS, NONE]))
+            raise BadRequest(f"{param}: unknown controller {name!r}; available: {known}; aliases: "
+                             f"{', '.join(sorted(self.aliases)) or 'none'}", param=param)
+        key = (value, tuple(sorted((k, repr(v)) for k, v in overrides.items())), trusted)
+        controller = self._cache.get(key)
+        if controller is None:
+            try:
+                controller = load(value, allow_code=self.allow_code and trusted, **overrides)
+            except AutoTTSError as exc:
+                where = "tts.beta" if "beta" in str(exc) and "beta" in overrides else param
+                raise BadRequest(f"{where}: {exc}", param=where) from None
+            except TypeError as exc:
+                raise BadRequest(f"{param}: {exc}", param=param) from None
+            self._cache[key] = controller
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return Selection(controller, controller.name, source, arm, model)
+
+
+def _split_model(model: str | None, aliases: dict[str, str]) -> tuple[str | None, str | None]:
+    """``alias`` → (None, alias); ``base@choice`` → (base, choice); anything else → (model, None)."""
+    if not model:
+        return None, None
+    if model in aliases:
+        return None, model
+    base, sep, choice = model.partition("@")
+    if sep and choice:
+        return base or None, choice
+    return model, None
