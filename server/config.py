@@ -65,6 +65,12 @@ class GatewayConfig:
     request_timeout_s: float = 600.0
     engine_timeout_s: float = 120.0
     controller_in_thread: bool = True  # non-built-in controllers step in a worker thread
+    # A/B arms and feedback (docs/serving.md, "A/B arms")
+    arms: list[dict[str, Any]] = field(default_factory=list)  # [{name, controller, beta, weight}]; [] = no A/B
+    ab_salt: str = "autotts-ab"  # hash salt of the sticky assignment (change it to reshuffle users)
+    feedback_capacity: int = 100_000  # completions remembered for POST /v1/feedback (LRU)
+    feedback_mode: str = "math"  # how a `gold` label is compared: math | exact
+    fallback: str = "plain"  # controller failed / hit the cap without an answer: plain | error
     # server
     host: str = "127.0.0.1"
     port: int = 8000
@@ -131,6 +137,18 @@ class GatewayConfig:
             fail("port", "must be a TCP port (1..65535)")
         if self.default_max_tokens > self.max_tokens:
             fail("default_max_tokens", f"must be <= max_tokens ({self.max_tokens})")
+        if self.feedback_capacity < 1:
+            fail("feedback_capacity", "must be >= 1")
+        if self.feedback_mode not in ("math", "exact"):
+            fail("feedback_mode", "must be math or exact")
+        if self.fallback not in ("plain", "error"):
+            fail("fallback", "must be plain or error")
+        from .arms import parse_arms
+
+        try:
+            parse_arms(self.arms)
+        except ValueError as exc:
+            raise ConfigError(f"{(sources or {}).get('arms', where)}: {exc}") from None
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -186,11 +204,12 @@ def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:
                 raise ValueError
             return str(value)
         if origin is list:
+            of_dicts = get_origin((get_args(base) or (None,))[0]) is dict
             if isinstance(value, str):
-                value = [v.strip() for v in value.split(",") if v.strip()]
+                value = json.loads(value) if of_dicts else [v.strip() for v in value.split(",") if v.strip()]
             if not isinstance(value, list):
                 raise ValueError
-            return [str(v) for v in value]
+            return list(value) if of_dicts else [str(v) for v in value]
         if origin is dict:
             if isinstance(value, str):
                 value = json.loads(value)

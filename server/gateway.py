@@ -3,7 +3,10 @@
 `Gateway` holds what lives as long as the app (engine, replay catalog, controller selector, metrics,
 the concurrency counter). Per request, `prepare` validates caps, picks the controller, resolves the
 model and builds one branch backend per choice (`n`); `run` executes the episodes and records
-metrics; `summary` turns outcomes into the response's `usage` and `tts` objects.
+metrics; `summary` turns outcomes into the response's `usage` and `tts` objects. A/B arms are picked
+by the selector (server/arms.py); finished completions are remembered for ``POST /v1/feedback``
+(server/feedback.py); a controller that fails, or ends without an answer, falls back to one plain
+completion when ``fallback: plain`` (counted in ``autotts_fallbacks_total``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,11 +23,13 @@ from autotts.controllers.base import Controller
 from autotts.controllers.builtins import BUILTINS
 from autotts.controllers.registry import load
 
+from .arms import parse_arms
 from .backends import BranchBackend, TokenBranchBackend
 from .config import GatewayConfig
 from .engines.base import Sampling, TokenEngine
-from .errors import BadRequest, EngineError, GatewayError, ModelNotFound, TooManyRequests
+from .errors import BadRequest, ControllerFailed, EngineError, GatewayError, ModelNotFound, TooManyRequests
 from .executor import Caps, EpisodeOutcome, run_episode
+from .feedback import CompletionRecord, FeedbackStore
 from .metrics import GatewayMetrics
 from .protocol import ChatCompletionRequest, CompletionRequest, new_id, usage_dict
 from .replay import ReplayBranchBackend, ReplayCatalog, bundled_stores, estimate_tokens
@@ -54,6 +60,9 @@ class Job:
     source: dict[str, Any] = field(default_factory=dict)  # replay: store and question index
     started: float = field(default_factory=time.perf_counter)
     released: bool = False
+    fresh_backend: Callable[[int], BranchBackend] | None = None  # a new backend for choice i (fallback)
+    discarded: list[BranchBackend] = field(default_factory=list)  # failed attempts (still counted in metrics)
+    fallbacks: dict[int, str] = field(default_factory=dict)  # choice → reason it fell back
 
     @property
     def labels(self) -> dict[str, str]:
@@ -68,7 +77,9 @@ class Gateway:
         self.engine = engine
         self.catalog = catalog
         self.metrics = GatewayMetrics()
-        self.selector = ControllerSelector(config.controller, config.aliases, allow_code=config.allow_code)
+        self.selector = ControllerSelector(config.controller, config.aliases, allow_code=config.allow_code,
+                                           arms=parse_arms(config.arms), salt=config.ab_salt)
+        self.feedback = FeedbackStore(config.feedback_capacity, config.feedback_mode)
         self.in_flight = 0
         self.suffix_ids: list[int] = []
         self._single = load("sc:n=1")  # controller `none` on engines without pass-through: one sample
@@ -127,10 +138,13 @@ class Gateway:
 
     # --- per request -----------------------------------------------------------------------
     async def prepare(self, kind: str, body: ChatCompletionRequest | CompletionRequest,
-                      header: str | None) -> tuple[Selection, Job | None]:
+                      header: str | None, *, arm_header: str | None = None,
+                      user_header: str | None = None) -> tuple[Selection, Job | None]:
         """Validate and build the job; (selection, None) means pass the request through unchanged."""
         cfg, tts = self.config, body.tts
-        selection = self.selector.select(tts.model_dump(exclude_none=True) if tts else None, header, body.model)
+        rid = new_id("chatcmpl" if kind == "chat" else "cmpl")
+        selection = self.selector.select(tts.model_dump(exclude_none=True) if tts else None, header, body.model,
+                                         arm_header=arm_header, user_key=body.user or user_header or rid)
         _cap("n", body.n, cfg.max_n)
         _cap("max_tokens", body.branch_tokens, cfg.max_tokens)
         if tts is not None:
@@ -148,7 +162,6 @@ class Gateway:
                     timeout_s=cfg.request_timeout_s,
                     # built-ins take microseconds per step: a thread hop would cost more than it saves
                     controller_in_thread=cfg.controller_in_thread and type(controller) not in _BUILTIN_TYPES)
-        rid = new_id("chatcmpl" if kind == "chat" else "cmpl")
         question = body.question()
         if self.catalog is not None:
             job = self._replay_job(kind, rid, body, selection, controller, caps, question)
@@ -177,10 +190,13 @@ class Gateway:
         seed = body.seed if body.seed is not None else 0
         seeds = [seed + i for i in range(body.n)]
         prompt = estimate_tokens(question)
-        backends = [ReplayBranchBackend(store, qi, s, prompt_tokens=prompt, kappa_probe=self.config.kappa_probe,
-                                        max_branches=caps.max_branches) for s in seeds]
-        return Job(kind, rid, model, selection, controller, list(backends), seeds, question, caps,
-                   source={"store": store.name, "question": qi})
+
+        def backend(i: int) -> BranchBackend:
+            return ReplayBranchBackend(store, qi, seeds[i], prompt_tokens=prompt, kappa_probe=self.config.kappa_probe,
+                                       max_branches=caps.max_branches)
+
+        return Job(kind, rid, model, selection, controller, [backend(i) for i in range(len(seeds))], seeds,
+                   question, caps, source={"store": store.name, "question": qi}, fresh_backend=backend)
 
     async def _live_job(self, kind, rid, body, selection, controller, caps, question) -> Job:
         cfg, engine = self.config, self.engine
@@ -206,14 +222,17 @@ class Gateway:
         sampling = Sampling(temperature=body.temperature if body.temperature is not None else cfg.temperature,
                             top_p=body.top_p if body.top_p is not None else cfg.top_p,
                             ignore_eos=bool(extra.get("ignore_eos", cfg.ignore_eos)))
-        backends = [TokenBranchBackend(
-            engine, prompt_ids, segment_tokens=(tts and tts.segment_tokens) or cfg.segment_tokens,
-            probe_suffix_ids=self.suffix_ids, probe_max_tokens=cfg.probe_max_tokens,
-            max_branch_tokens=body.branch_tokens or cfg.default_max_tokens, sampling=sampling, seed=s,
-            request_id=f"{rid}-{i}", max_branches=caps.max_branches, token_budget=caps.token_budget)
-            for i, s in enumerate(seeds)]
-        return Job(kind, rid, public, selection, controller, list(backends), seeds, question, caps,
-                   source={"prompt_length": len(prompt_ids)})
+
+        def backend(i: int, retry: str = "") -> BranchBackend:
+            return TokenBranchBackend(
+                engine, prompt_ids, segment_tokens=(tts and tts.segment_tokens) or cfg.segment_tokens,
+                probe_suffix_ids=self.suffix_ids, probe_max_tokens=cfg.probe_max_tokens,
+                max_branch_tokens=body.branch_tokens or cfg.default_max_tokens, sampling=sampling, seed=seeds[i],
+                request_id=f"{rid}-{i}{retry}", max_branches=caps.max_branches, token_budget=caps.token_budget)
+
+        return Job(kind, rid, public, selection, controller, [backend(i) for i in range(len(seeds))], seeds,
+                   question, caps, source={"prompt_length": len(prompt_ids)},
+                   fresh_backend=lambda i: backend(i, "-fallback"))
 
     async def run(self, job: Job, progress=None) -> list[EpisodeOutcome]:
         """Run the job's episodes (concurrently when n > 1); records metrics, frees the slot."""
@@ -222,8 +241,22 @@ class Gateway:
         try:
             async def one(i: int, backend: BranchBackend) -> None:
                 report = None if progress is None else (lambda snap, i=i: progress(i, snap))
-                outcomes[i] = await run_episode(job.controller, backend, question_id=job.source.get("question", 0),
-                                                question=job.question, caps=job.caps, progress=report)
+                qid = job.source.get("question", 0)
+                try:
+                    outcomes[i] = await run_episode(job.controller, backend, question_id=qid,
+                                                    question=job.question, caps=job.caps, progress=report)
+                except ControllerFailed:
+                    if self.config.fallback != "plain" or job.fresh_backend is None:
+                        raise
+                    log.warning("request %s: controller %s failed; answering with one plain completion",
+                                job.rid, job.controller.spec, exc_info=True)
+                    reason = "controller_error"
+                else:
+                    o = outcomes[i]
+                    if o.answer is not None or self.config.fallback != "plain" or job.fresh_backend is None:
+                        return
+                    reason = "budget" if o.budget_exhausted else "no_answer"
+                outcomes[i] = await self._fallback(job, i, reason, report)
 
             if len(job.backends) == 1:
                 await one(0, job.backends[0])
@@ -250,9 +283,21 @@ class Gateway:
             self._record(job, status, [o for o in outcomes if o is not None])
         return outcomes  # type: ignore[return-value]
 
+    async def _fallback(self, job: Job, i: int, reason: str, report) -> EpisodeOutcome:
+        """Choice `i` again as one plain completion (a single full-length branch) on a fresh backend."""
+        assert job.fresh_backend is not None
+        job.discarded.append(job.backends[i])
+        job.backends[i] = backend = job.fresh_backend(i)
+        job.fallbacks[i] = reason
+        self.metrics.fallbacks.labels(**job.labels, reason=reason).inc()
+        caps = Caps(max_branches=1, token_budget=self.config.max_total_tokens, budget_visible=False,
+                    timeout_s=job.caps.timeout_s, controller_in_thread=False)
+        return await run_episode(self._single, backend, question_id=job.source.get("question", 0),
+                                 question=job.question, caps=caps, progress=report)
+
     def _record(self, job: Job, status: str, outcomes: list[EpisodeOutcome]) -> None:
         labels = job.labels
-        ledgers = [b.ledger for b in job.backends]
+        ledgers = [b.ledger for b in [*job.backends, *job.discarded]]
         self.metrics.episode(
             labels, prompt=sum(x.prompt_tokens for x in ledgers), decode=sum(x.decode_tokens for x in ledgers),
             probe=sum(x.probe_tokens for x in ledgers), cached=sum(x.cached_tokens for x in ledgers),
@@ -260,6 +305,9 @@ class Gateway:
             branches=sum(len(o.obs.branches) for o in outcomes), prunes=sum(o.prunes for o in outcomes),
             probes=sum(o.probes for o in outcomes), rounds=sum(o.rounds for o in outcomes))
         self.metrics.request(labels, status, time.perf_counter() - job.started)
+        if status == "200" and outcomes:
+            self.feedback.add(job.rid, CompletionRecord(labels, job.controller.spec if job.selection.controller
+                                                        else "none", outcomes[0].answer))
 
     def record_error(self, status: int) -> None:
         """Count a request that failed before it became a job (bad input, unknown model, ...)."""
@@ -287,7 +335,8 @@ class Gateway:
                 "probe_tokens": ledger.probe_tokens, "cached_tokens": ledger.cached_tokens,
                 "prompt_tokens": ledger.prompt_tokens, "tokens_spent": o.obs.tokens_spent,
                 "votes": o.votes, "answer": o.answer, "winner_branch": o.winner,
-                "budget_exhausted": o.budget_exhausted, "wall_s": round(o.wall_s, 4)}
+                "budget_exhausted": o.budget_exhausted, "wall_s": round(o.wall_s, 4),
+                **({"fallback": job.fallbacks[index]} if index in job.fallbacks else {})}
 
 
 _SUMMED = ("branches", "pruned", "probes", "rounds", "engine_calls", "decode_tokens", "probe_tokens",

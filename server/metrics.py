@@ -4,7 +4,9 @@ Labels on every request metric: ``controller``, ``controller_version``, ``arm`` 
 the controller, else how it was chosen), ``model``. Token counters are split by ``kind``: ``prompt``,
 ``decode``, ``probe``, ``cached`` (the engine's own counts, summed over every call of an episode).
 Compare ``autotts_tokens_total{kind="cached"} / autotts_tokens_total{kind="prompt"}`` with the
-engine's ``vllm:prefix_cache_hits_total / vllm:prefix_cache_queries_total``.
+engine's ``vllm:prefix_cache_hits_total / vllm:prefix_cache_queries_total``. A/B:
+``autotts_feedback_total{correct="true|false"}`` counts labels per arm (accuracy = true / all) and
+``autotts_fallbacks_total{reason}`` the episodes answered by the plain fallback.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ class GatewayMetrics:
                                  buckets=_LATENCY_BUCKETS, registry=r)
         self.engine_errors = Counter("autotts_engine_errors", "Engine failures by kind (down, timeout, garbage, "
                                      "rejected, error)", ("engine", "kind"), registry=r)
+        self.feedback = Counter("autotts_feedback", "Correctness labels from POST /v1/feedback",
+                                (*LABELS, "correct"), registry=r)
+        self.fallbacks = Counter("autotts_fallbacks", "Episodes answered by the plain fallback, by reason "
+                                 "(controller_error, no_answer)", (*LABELS, "reason"), registry=r)
         self.in_flight = Gauge("autotts_requests_in_flight", "Episodes running now", registry=r)
 
     def episode(self, labels: dict[str, str], *, prompt: int, decode: int, probe: int, cached: int,

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ChatCompletionRequest", "CompletionRequest", "TTSOptions", "chat_chunk", "chat_response",
+__all__ = ["ChatCompletionRequest", "CompletionRequest", "FeedbackRequest", "TTSOptions", "chat_chunk", "chat_response",
            "completion_chunk", "completion_response", "new_id", "usage_dict"]
 
 
@@ -25,6 +25,7 @@ class TTSOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     controller: str | None = Field(None, description="controller spec or alias, e.g. 'cmc' or 'asc:n=32'")
+    arm: str | None = Field(None, description="A/B arm by name (overrides the sticky assignment)")
     beta: float | None = Field(None, description="β of the controller (its declared range)")
     params: dict[str, Any] | None = Field(None, description="controller parameters, e.g. {'n': 16}")
     max_total_tokens: int | None = Field(None, ge=1, description="episode token cap (decode + probe)")
@@ -45,6 +46,7 @@ class _Base(BaseModel):
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     tts: TTSOptions | None = None
+    user: str | None = None  # OpenAI's end-user id; the A/B assignment's sticky key
 
     @property
     def include_usage(self) -> bool:
@@ -90,6 +92,16 @@ class CompletionRequest(_Base):
         if isinstance(self.prompt, list):
             return str(self.prompt[0]) if len(self.prompt) == 1 and isinstance(self.prompt[0], str) else ""
         return self.prompt
+
+
+class FeedbackRequest(BaseModel):
+    """``POST /v1/feedback``: a completion id and either ``correct`` or the ``gold`` answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1)
+    correct: bool | None = None
+    gold: str | None = None
 
 
 def new_id(prefix: str) -> str:

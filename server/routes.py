@@ -10,9 +10,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
+from .arms import ARM_HEADER, USER_HEADER
 from .gateway import Gateway
 from .metrics import CONTENT_TYPE_LATEST
-from .protocol import ChatCompletionRequest, CompletionRequest, chat_response, completion_response
+from .protocol import ChatCompletionRequest, CompletionRequest, FeedbackRequest, chat_response, completion_response
 from .selection import HEADER
 from .streaming import episode_stream
 
@@ -33,6 +34,16 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
 @router.post("/v1/completions")
 async def completions(body: CompletionRequest, request: Request) -> Response:
     return await _serve("completion", body, request)
+
+
+@router.post("/v1/feedback")
+async def feedback(body: FeedbackRequest, request: Request) -> dict[str, Any]:
+    """Label a recent completion correct or not (joined to its arm and controller); 404 unknown, 409 twice."""
+    gateway = _gateway(request)
+    record = gateway.feedback.label(body.id, correct=body.correct, gold=body.gold)
+    gateway.metrics.feedback.labels(**record.labels, correct=str(record.correct).lower()).inc()
+    return {"id": body.id, "object": "feedback", "correct": record.correct, "arm": record.labels["arm"],
+            "controller": record.spec}
 
 
 @router.get("/v1/models")
@@ -57,7 +68,9 @@ async def metrics(request: Request) -> Response:
 
 async def _serve(kind: str, body: ChatCompletionRequest | CompletionRequest, request: Request) -> Response:
     gateway = _gateway(request)
-    selection, job = await gateway.prepare(kind, body, request.headers.get(HEADER))
+    headers = request.headers
+    selection, job = await gateway.prepare(kind, body, headers.get(HEADER), arm_header=headers.get(ARM_HEADER),
+                                           user_header=headers.get(USER_HEADER))
     if job is None:
         return await _passthrough(gateway, kind, body, selection.model)
     if body.stream:

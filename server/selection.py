@@ -3,7 +3,9 @@
 1. the request body's ``tts.controller`` (e.g. ``extra_body={"tts": {"controller": "cmc", "beta": 0.5}}``),
 2. the ``X-TTS-Controller`` header,
 3. the ``model`` field: a configured alias (``tts-cmc``) or ``MODEL@CONTROLLER`` (``qwen3-8b@esc``),
-4. the configured default (`GatewayConfig.controller`).
+4. with A/B arms configured (server/arms.py): the arm named by ``tts.arm``, else the ``X-TTS-Arm`` header,
+5. with A/B arms: the sticky arm of the user key (``user`` field, else ``X-User``; else the completion id),
+6. the configured default (`GatewayConfig.controller`).
 
 ``tts.beta`` and ``tts.params`` apply to whichever controller wins. A value is a configured alias or a
 built-in spec (``asc:threshold=0.9,n=32``); artifact paths are accepted only through aliases the
@@ -22,6 +24,7 @@ from autotts.controllers.builtins import BUILTINS
 from autotts.controllers.errors import AutoTTSError
 from autotts.controllers.registry import load, parse_spec
 
+from .arms import Arm, ArmAssigner
 from .errors import BadRequest
 
 __all__ = ["HEADER", "NONE", "ControllerSelector", "Selection"]
@@ -34,8 +37,8 @@ NONE = "none"
 class Selection:
     controller: Controller | None  # None: pass-through
     name: str  # controller name ("none" for pass-through)
-    source: str  # body | header | model | default
-    arm: str  # metrics label: the alias used, else the source
+    source: str  # body | header | model | arm | assigned | default
+    arm: str  # metrics label: the A/B arm, else the alias used, else the source
     model: str | None  # the model part of the request's `model` field (alias removed)
 
     @property
@@ -49,38 +52,58 @@ class Selection:
 
 class ControllerSelector:
     def __init__(self, default: str, aliases: dict[str, str], *, allow_code: bool = False,
-                 cache_size: int = 256) -> None:
+                 cache_size: int = 256, arms: list[Arm] | None = None, salt: str = "autotts-ab") -> None:
         self.default = default
         self.aliases = dict(aliases)
         self.allow_code = allow_code
         self.cache_size = cache_size
+        self.arms = ArmAssigner(arms or [], salt)
         self._cache: OrderedDict[tuple, Controller] = OrderedDict()
-        self.select(None, None, None)  # a bad default or alias fails at start-up, not per request
+        self.select(None, None, None)  # a bad default, alias or arm fails at start-up, not per request
         for alias in self.aliases:
             self.select(None, None, alias)
+        for arm in self.arms.arms:
+            self.select({"arm": arm.name}, None, None)
 
-    def select(self, tts: dict[str, Any] | None, header: str | None, model: str | None) -> Selection:
+    def select(self, tts: dict[str, Any] | None, header: str | None, model: str | None, *,
+               arm_header: str | None = None, user_key: str | None = None) -> Selection:
         tts = tts or {}
         base_model, model_choice = _split_model(model, self.aliases)
         for source, value, param in (("body", tts.get("controller"), "tts.controller"),
                                      ("header", header, HEADER),
-                                     ("model", model_choice, "model"),
-                                     ("default", self.default, "controller")):
+                                     ("model", model_choice, "model")):
             if value:
                 return self._build(str(value).strip(), source, param, tts, base_model)
-        raise AssertionError("unreachable: the default controller is always set")
+        if self.arms:
+            arm, source = None, "arm"
+            for value, param in ((tts.get("arm"), "tts.arm"), (arm_header, "X-TTS-Arm")):
+                if value:
+                    arm = self.arms.by_name.get(str(value).strip())
+                    if arm is None:
+                        raise BadRequest(f"{param}: unknown arm {value!r}; arms: "
+                                         f"{', '.join(self.arms.by_name)}", param=param)
+                    break
+            if arm is None:
+                arm, source = self.arms.assign(user_key or ""), "assigned"
+            return self._build(arm.controller, source, "arms", tts, base_model, arm=arm)
+        return self._build(self.default, "default", "controller", tts, base_model)
 
-    def _build(self, value: str, source: str, param: str, tts: dict[str, Any], model: str | None) -> Selection:
-        arm, trusted = source, source == "default"
+    def _build(self, value: str, source: str, param: str, tts: dict[str, Any], model: str | None,
+               arm: Arm | None = None) -> Selection:
+        label, trusted = source, source == "default" or arm is not None
         if value in self.aliases:
-            arm, value, trusted = value, self.aliases[value], True
+            label, value, trusted = value, self.aliases[value], True
         overrides = dict(tts.get("params") or {})
+        if arm is not None:
+            label = arm.name
+            if arm.beta is not None:
+                overrides["beta"] = arm.beta
         if tts.get("beta") is not None:
             overrides["beta"] = tts["beta"]
         if value == NONE:
             if overrides:
                 raise BadRequest("controller 'none' (pass-through) takes no beta or params", param="tts")
-            return Selection(None, NONE, source, arm, model)
+            return Selection(None, NONE, source, label, model)
         try:
             name, _ = parse_spec(value)
         except AutoTTSError as exc:
@@ -104,7 +127,7 @@ class ControllerSelector:
                 self._cache.popitem(last=False)
         else:
             self._cache.move_to_end(key)
-        return Selection(controller, controller.name, source, arm, model)
+        return Selection(controller, controller.name, source, label, model)
 
 
 def _split_model(model: str | None, aliases: dict[str, str]) -> tuple[str | None, str | None]:
