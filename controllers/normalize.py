@@ -2,11 +2,14 @@
 
 `exact` mode compares raw strings (what the paper's replay table uses). `math` mode uses
 `math-verify` to parse LaTeX/plain answers, so `\\frac{1}{2}`, `0.5` and `$\\boxed{1/2}$` agree.
-`math-verify` is imported lazily, only when math mode is used.
+`math-verify` is imported lazily, only when math mode is used. Its timeouts use SIGALRM, which only
+the main thread may set: elsewhere (worker threads, servers run in a thread) they are switched off,
+otherwise every parse would fail there and the failure would be cached.
 """
 
 from __future__ import annotations
 
+import threading
 from contextlib import suppress
 from functools import lru_cache
 
@@ -20,13 +23,18 @@ def _check_mode(mode: str) -> None:
         raise ValueError(f"unknown answer mode {mode!r}; choose one of {', '.join(MODES)}")
 
 
+def _timeout() -> int | None:
+    """math-verify's signal-based timeout (seconds), or None where signals cannot be used."""
+    return 5 if threading.current_thread() is threading.main_thread() else None
+
+
 @lru_cache(maxsize=65536)
 def _parse(text: str) -> tuple:
     from math_verify import parse
 
     wrapped = text if "$" in text or "\\boxed" in text else f"${text}$"
     try:
-        return tuple(parse(wrapped))
+        return tuple(parse(wrapped, parsing_timeout=_timeout()))
     except Exception:  # math-verify raises assorted errors on garbage; garbage has no math form
         return ()
 
@@ -64,6 +72,6 @@ def is_correct(answer: str | None, gold: str, mode: str = "exact") -> bool:
     if not gold_parsed or not answer_parsed:
         return answer.strip() == gold.strip()
     try:
-        return bool(verify(list(gold_parsed), list(answer_parsed)))
+        return bool(verify(list(gold_parsed), list(answer_parsed), timeout_seconds=_timeout()))
     except Exception:
         return answer.strip() == gold.strip()

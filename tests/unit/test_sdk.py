@@ -127,6 +127,18 @@ def test_answer_correctness_modes():
         is_correct("1", "1", "fuzzy")
 
 
+def test_math_mode_works_off_the_main_thread():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from autotts.controllers.normalize import _parse
+
+    _parse.cache_clear()
+    with ThreadPoolExecutor(1) as pool:  # math-verify's SIGALRM timeouts fail outside the main thread
+        assert pool.submit(is_correct, "17.0", "17", "math").result()
+        assert pool.submit(is_correct, "\\frac{1}{4}", "0.25", "math").result()
+    assert is_correct("17.0", "17", "math")
+
+
 def test_importing_the_sdk_pulls_no_heavy_dependencies():
     import subprocess
     import sys
