@@ -129,6 +129,7 @@ def evaluate(specs: list[str], stores: list[ReplayStore], opts: EvalOptions | No
     units = [(ci, list(range(lo, min(lo + step, opts.seeds))))
              for ci in range(len(cells)) for lo in range(0, opts.seeds, step)]
     parts: dict[int, list[tuple[int, list[EpisodeResult]]]] = {}
+    n_workers = workers or os.cpu_count() or 1
     bar = _progress(len(units), progress)
     if ray_address is not None:
         from .ray_backend import run_chunks_on_ray
@@ -138,12 +139,12 @@ def evaluate(specs: list[str], stores: list[ReplayStore], opts: EvalOptions | No
         for i, result in run_chunks_on_ray(chunks, used, opts, _run_chunk, ray_address, num_cpus=workers):
             _collect(cells, parts, units[i][0], units[i][1], result)
             bar.update()
-    elif (workers or os.cpu_count() or 1) == 1:
+    elif n_workers == 1:
         for ci, seeds in units:
             _collect(cells, parts, ci, seeds, _run_chunk(cells[ci][0].spec, cells[ci][1], seeds, opts))
             bar.update()
     else:
-        with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+        with ProcessPoolExecutor(max_workers=n_workers) as pool:
             futures = {pool.submit(_run_chunk, cells[ci][0].spec, cells[ci][1], seeds, opts): (ci, seeds)
                        for ci, seeds in units}
             for future in as_completed(futures):

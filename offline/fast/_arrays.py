@@ -56,6 +56,13 @@ class StoreArrays:
     answer_of: tuple[str | None, ...]  # code → answer string; code −1 (no answer) → None
 
 
+def too_wide(n: int, arrays: StoreArrays) -> str | None:
+    """Why full reads of `n` branches cannot be replayed (None: they can); shared by sc, asc and esc."""
+    if n > min(arrays.branch_counts):
+        return "n exceeds the branches of some question (the environment raises)"
+    return None
+
+
 def store_arrays(store: ReplayStore) -> StoreArrays:
     """`store` as kernel inputs, built on first use and cached on the store."""
     key = "fast:jit" if JIT else "fast:pure"

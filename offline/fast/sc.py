@@ -7,16 +7,14 @@ from typing import Any
 from autotts.controllers.builtins.sc import SelfConsistency
 
 from . import kernels
-from ._arrays import StoreArrays, ints, zeros
+from ._arrays import StoreArrays, ints, too_wide, zeros
 
 CONTROLLER = SelfConsistency
 
 
 def unsupported(controller: SelfConsistency, arrays: StoreArrays) -> str | None:
     """Why the kernel cannot replay this configuration (None: it can)."""
-    if controller.params["n"] > min(arrays.branch_counts):
-        return "n exceeds the branches of some question (the environment raises)"
-    return None
+    return too_wide(controller.params["n"], arrays)
 
 
 def run(controller: SelfConsistency, arrays: StoreArrays, qs: Any, orders: Any, budget: int, kappa: int,

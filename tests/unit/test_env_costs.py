@@ -82,6 +82,14 @@ def test_illegal_batches_are_named(batch, message):
         env.step(batch)
 
 
+def test_every_branch_action_is_legal_on_a_running_branch():
+    from autotts.controllers.actions import illegal_reason
+
+    # ReplayEnv._view skips the legality table for running branches; this keeps that shortcut honest
+    for kind in (Continue, Probe, Prune):
+        assert illegal_reason(kind(0), finished=False, pruned=False) is None
+
+
 def test_continue_on_finished_branch_is_illegal():
     env, _ = env_for(UNDER, OVER)
     env.step([Branch(1, segments=None, probe=False)])
