@@ -21,8 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                "  autotts serve --config gateway.yaml --port 9000\n"
                "see docs/serving.md")
     p.add_argument("--config", metavar="FILE", help="settings file (.yaml/.yml/.toml/.json)")
-    p.add_argument("--engine", choices=("replay", "vllm", "vllm-inproc"), help="engine (default: replay)")
-    p.add_argument("--engine-url", metavar="URL", help="vLLM OpenAI server for --engine vllm")
+    p.add_argument("--engine", choices=("replay", "vllm", "sglang", "vllm-inproc"), help="engine (default: replay)")
+    p.add_argument("--engine-url", metavar="URL", help="engine server for --engine vllm|sglang")
     p.add_argument("--model", metavar="NAME",
                    help="vllm: the engine's model name (default: its first); vllm-inproc: model dir or id; "
                         "replay: default model of the stores (e.g. Qwen3-8B)")

@@ -22,7 +22,7 @@ from autotts.controllers.errors import AutoTTSError
 
 __all__ = ["ENGINES", "ConfigError", "GatewayConfig"]
 
-ENGINES = ("replay", "vllm", "vllm-inproc")
+ENGINES = ("replay", "vllm", "sglang", "vllm-inproc")
 ENV_PREFIX = "AUTOTTS_SERVE_"
 
 DEFAULT_ALIASES = {"tts-sc": "sc", "tts-asc": "asc", "tts-esc": "esc", "tts-parallel-probe": "parallel_probe",
@@ -37,7 +37,9 @@ class ConfigError(AutoTTSError):
 class GatewayConfig:
     # engine
     engine: str = "replay"
-    engine_url: str | None = None
+    engine_url: str | None = None  # vllm / sglang: the engine's HTTP server
+    engine_urls: list[str] = field(default_factory=list)  # several replicas of that engine (replaces engine_url)
+    health_interval_s: float = 5.0  # how often a replica taken out after a failure is re-checked
     model: str | None = None  # vllm: engine's model name; vllm-inproc: model dir; replay: default model
     served_model_name: str | None = None  # the name clients send (default: `model`)
     stores: list[str] = field(default_factory=list)  # replay stores (default: the bundled ones)
@@ -71,6 +73,15 @@ class GatewayConfig:
     feedback_capacity: int = 100_000  # completions remembered for POST /v1/feedback (LRU)
     feedback_mode: str = "math"  # how a `gold` label is compared: math | exact
     fallback: str = "plain"  # controller failed / hit the cap without an answer: plain | error
+    # controller lifecycle (docs/serving.md, "Controllers in production")
+    controllers_dir: str | None = None  # artifacts + arms/aliases files, loaded at start and on reload
+    reload_interval_s: float = 0.0  # > 0: poll controllers_dir and the config file for changes
+    admin_token: str | None = None  # bearer token for /admin/* (also read from $AUTOTTS_ADMIN_TOKEN)
+    # traffic capture (docs/capture.md): off unless capture_dir is set and capture_rate > 0
+    capture_dir: str | None = None
+    capture_rate: float = 0.0  # fraction of requests captured
+    capture_redact: bool = False  # store a hash of the prompt instead of its text
+    capture_rows_per_file: int = 1000  # rotate the Parquet file after this many captured episodes
     # server
     host: str = "127.0.0.1"
     port: int = 8000
@@ -120,8 +131,9 @@ class GatewayConfig:
 
         if self.engine not in ENGINES:
             fail("engine", f"must be one of {', '.join(ENGINES)}")
-        if self.engine == "vllm" and not self.engine_url:
-            raise ConfigError(f"{where}: engine 'vllm' needs engine_url (e.g. http://127.0.0.1:8000)")
+        if self.engine in ("vllm", "sglang") and not (self.engine_url or self.engine_urls):
+            raise ConfigError(f"{where}: engine {self.engine!r} needs engine_url (e.g. http://127.0.0.1:8000) "
+                              "or engine_urls")
         if self.engine == "vllm-inproc" and not self.model:
             raise ConfigError(f"{where}: engine 'vllm-inproc' needs model (a model directory or id)")
         for key in ("segment_tokens", "probe_max_tokens", "default_max_tokens", "max_tokens", "max_total_tokens",

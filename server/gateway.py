@@ -27,6 +27,7 @@ from .arms import parse_arms
 from .backends import BranchBackend, TokenBranchBackend
 from .config import GatewayConfig
 from .engines.base import Sampling, TokenEngine
+from .engines.factory import make_engine
 from .errors import BadRequest, ControllerFailed, EngineError, GatewayError, ModelNotFound, TooManyRequests
 from .executor import Caps, EpisodeOutcome, run_episode
 from .feedback import CompletionRecord, FeedbackStore
@@ -92,14 +93,8 @@ class Gateway:
         if cfg.engine == "replay" and self.catalog is None:
             paths = cfg.stores or [str(p) for p in bundled_stores()]
             self.catalog = await asyncio.to_thread(ReplayCatalog.from_paths, paths, cfg.model)
-        elif cfg.engine == "vllm" and self.engine is None:
-            from .engines.vllm_http import VLLMHTTPEngine
-
-            self.engine = VLLMHTTPEngine(cfg.engine_url or "", cfg.model, timeout_s=cfg.engine_timeout_s)
-        elif cfg.engine == "vllm-inproc" and self.engine is None:
-            from .engines.vllm_inproc import VLLMInprocEngine
-
-            self.engine = VLLMInprocEngine(cfg.model or "", served_name=cfg.served_model_name, **cfg.engine_args)
+        elif self.engine is None:
+            self.engine = make_engine(cfg)
         if cfg.engine == "vllm-inproc" and self.engine is not None:
             await self._engine_ready()  # starts the engine in this process
         elif self.engine is not None:

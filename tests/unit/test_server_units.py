@@ -41,7 +41,7 @@ def test_config_precedence_file_env_flags(tmp_path) -> None:
     ("max_branches: lots\n", {}, r"gw\.yaml: max_branches must be an int, got 'lots'"),
     ("colour: red\n", {}, r"gw\.yaml: unknown setting 'colour'"),
     ("port: 0\n", {}, r"gw\.yaml: port must be a TCP port"),
-    ("", {"AUTOTTS_SERVE_ENGINE": "sglang"}, r"\$AUTOTTS_SERVE_ENGINE: engine must be one of"),
+    ("", {"AUTOTTS_SERVE_ENGINE": "tgi"}, r"\$AUTOTTS_SERVE_ENGINE: engine must be one of"),
     ("", {"AUTOTTS_SERVE_ALIASES": "{not json"}, r"\$AUTOTTS_SERVE_ALIASES: aliases must be a mapping"),
     ("engine: vllm\n", {}, r"engine 'vllm' needs engine_url"),
     ("port: [1\n", {}, r"gw\.yaml: cannot parse"),
