@@ -19,10 +19,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                "  autotts serve --engine vllm --engine-url http://127.0.0.1:8000 --controller cmc:beta=0.3\n"
                "  autotts serve --engine vllm-inproc --model /tmp/tiny    # vLLM AsyncLLM in this process\n"
                "  autotts serve --config gateway.yaml --port 9000\n"
+               "  AUTOTTS_ADMIN_TOKEN=... autotts serve --controllers-dir ./controllers --allow-artifact-code "
+               "--reload-interval 5\n"
                "see docs/serving.md")
     p.add_argument("--config", metavar="FILE", help="settings file (.yaml/.yml/.toml/.json)")
     p.add_argument("--engine", choices=("replay", "vllm", "sglang", "vllm-inproc"), help="engine (default: replay)")
-    p.add_argument("--engine-url", metavar="URL", help="engine server for --engine vllm|sglang")
+    p.add_argument("--engine-url", dest="engine_urls", action="append", metavar="URL",
+                   help="engine server for --engine vllm|sglang; repeat for several replicas (each request "
+                        "stays on one, new requests go to the least-loaded healthy one)")
     p.add_argument("--model", metavar="NAME",
                    help="vllm: the engine's model name (default: its first); vllm-inproc: model dir or id; "
                         "replay: default model of the stores (e.g. Qwen3-8B)")
@@ -30,6 +34,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="replay store file or directory; repeat for several (default: the bundled stores)")
     p.add_argument("--controller", metavar="SPEC", help="default controller (default: cmc:beta=0.5)")
     p.add_argument("--segment-tokens", type=int, metavar="N", help="live engines: tokens per segment Δ")
+    p.add_argument("--controllers-dir", metavar="DIR",
+                   help="artifacts (NAME/ or NAME.json, each served as alias NAME) and an optional "
+                        "controllers.yaml (controller, aliases, arms); reloaded by POST /admin/reload")
+    p.add_argument("--allow-artifact-code", dest="allow_code", action="store_true", default=None,
+                   help="let artifact controllers run their Python code (their content hash is checked first)")
+    p.add_argument("--reload-interval", dest="reload_interval_s", type=float, metavar="S",
+                   help="poll the config file and --controllers-dir every S seconds and reload on a change")
+    p.add_argument("--admin-token", metavar="TOKEN",
+                   help="bearer token for /admin/* (default: $AUTOTTS_ADMIN_TOKEN; the env var keeps it out "
+                        "of the process list)")
+    p.add_argument("--api-key", metavar="KEY",
+                   help="require 'Authorization: Bearer KEY' on /v1/* (also $AUTOTTS_SERVE_API_KEY)")
+    p.add_argument("--capture-dir", metavar="DIR",
+                   help="append served episodes to replay stores under DIR (see docs/capture.md; off by default)")
+    p.add_argument("--capture-rate", type=float, metavar="P", help="fraction of requests captured (0..1)")
+    p.add_argument("--capture-redact", action="store_true", default=None,
+                   help="store a hash of each prompt instead of its text")
     p.add_argument("--host", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8000)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
@@ -45,12 +66,17 @@ def run(args: argparse.Namespace) -> int:
         from autotts.server.config import GatewayConfig
     except ImportError as exc:
         raise AutoTTSError(f"serve needs the serve extra (pip install 'autotts[serve]'): {exc}") from None
-    overrides = {"engine": args.engine, "engine_url": args.engine_url, "model": args.model,
+    urls = args.engine_urls or []
+    overrides = {"engine": args.engine, "engine_url": urls[0] if len(urls) == 1 else None,
+                 "engine_urls": urls if len(urls) > 1 else None, "model": args.model,
                  "stores": args.stores, "controller": args.controller, "segment_tokens": args.segment_tokens,
-                 "host": args.host, "port": args.port}
+                 "host": args.host, "port": args.port, "controllers_dir": args.controllers_dir,
+                 "allow_code": args.allow_code, "reload_interval_s": args.reload_interval_s,
+                 "admin_token": args.admin_token, "api_key": args.api_key, "capture_dir": args.capture_dir,
+                 "capture_rate": args.capture_rate, "capture_redact": args.capture_redact}
     config = GatewayConfig.load(args.config, overrides=overrides)
     app = build_app(config)
-    print(f"autotts gateway: engine {config.engine}, default controller {config.controller}, "
+    print(f"autotts gateway: engine {config.engine}, default controller {app.state.gateway.selector.default}, "
           f"http://{config.host}:{config.port}/v1", flush=True)
     uvicorn.run(app, host=config.host, port=config.port, log_level=args.log_level)
     return 0

@@ -1,6 +1,8 @@
 """`build_app(config)`: the FastAPI app, apart from the state it serves (`Gateway`).
 
-The lifespan starts the gateway (connects or starts the engine, loads replay stores) and closes it.
+The lifespan starts the gateway (connects or starts the engine, loads replay stores) and closes it, and
+starts and stops the controller watcher (server/lifecycle.py). Admin routes and the optional ``/v1`` API
+key: server/admin_routes.py, server/auth.py.
 Every error leaves as one OpenAI-style error object (`errors.error_body`) with its status: bad
 input 400, unknown model 404, concurrency cap 429, engine down/garbage 502, timeouts 504; an
 unexpected bug is a 500 whose body names no internals (the traceback goes to the log).
@@ -18,6 +20,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from .admin_routes import router as admin_router
+from .auth import ApiKeyMiddleware
 from .config import GatewayConfig
 from .errors import EngineError, GatewayError, error_body
 from .gateway import Gateway
@@ -35,15 +39,20 @@ def build_app(config: GatewayConfig | None = None, *, gateway: Gateway | None = 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await gateway.start()
+        await gateway.controllers.start()  # the controllers_dir / config file watcher, if reload_interval_s > 0
         try:
             yield
         finally:
+            await gateway.controllers.stop()
             await gateway.close()
 
     app = FastAPI(title="autotts gateway", version="1", lifespan=lifespan,
                   description="OpenAI-compatible API; each request is one test-time-scaling episode.")
     app.state.gateway = gateway
     app.include_router(router)
+    app.include_router(admin_router)  # POST /admin/reload, GET /v1/controllers
+    if gateway.config.api_key:  # /v1/* need `Authorization: Bearer <api_key>`; /health, /metrics stay open
+        app.add_middleware(ApiKeyMiddleware, api_key=gateway.config.api_key)
     _install_error_handlers(app, gateway)
     return app
 
@@ -71,6 +80,11 @@ def _install_error_handlers(app: FastAPI, gateway: Gateway) -> None:
         loc = [str(part) for part in first.get("loc", ()) if part != "body"]
         if first.get("type") == "json_invalid":
             message, param = f"request body is not valid JSON: {first.get('ctx', {}).get('error', '')}", None
+        elif first.get("type") == "invalid_unicode":  # protocol.check_unicode: the field path is in ctx
+            message, param = first["msg"], first.get("ctx", {}).get("where")
+        elif not loc and "json" not in request.headers.get("content-type", "json"):  # body was not read as JSON
+            message, param = ("request body must be a JSON object sent with Content-Type: application/json, got "
+                              f"Content-Type {request.headers['content-type'][:60]!r}"), None
         else:
             param = ".".join(loc) or None
             message = f"{param or 'body'}: {first.get('msg', 'invalid value')}"
@@ -80,6 +94,10 @@ def _install_error_handlers(app: FastAPI, gateway: Gateway) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI's "error parsing the body": say why
+            cause = " ".join(str(exc.__cause__).split())[:200]
+            return reply(400, error_body(f"request body could not be parsed as JSON: {cause}",
+                                         code="invalid_request"))
         return reply(exc.status_code, error_body(str(exc.detail), type_="invalid_request_error",
                                                  code="not_found" if exc.status_code == 404 else None))
 

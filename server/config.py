@@ -14,7 +14,7 @@ import json
 import os
 import types
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
@@ -24,6 +24,7 @@ __all__ = ["ENGINES", "ConfigError", "GatewayConfig"]
 
 ENGINES = ("replay", "vllm", "sglang", "vllm-inproc")
 ENV_PREFIX = "AUTOTTS_SERVE_"
+ADMIN_TOKEN_ENV = "AUTOTTS_ADMIN_TOKEN"  # admin_token's default (the Helm chart sets it from a Secret)
 
 DEFAULT_ALIASES = {"tts-sc": "sc", "tts-asc": "asc", "tts-esc": "esc", "tts-parallel-probe": "parallel_probe",
                    "tts-cmc": "cmc:beta=0.5", "tts-none": "none"}
@@ -48,6 +49,7 @@ class GatewayConfig:
     controller: str = "cmc:beta=0.5"
     aliases: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
     allow_code: bool = False  # artifact controllers named in aliases may run their code
+    check_artifacts: bool = True  # artifact controllers must pass check_controller before they serve
     # live decoding
     segment_tokens: int = 256
     probe_suffix: str = "\n</think>\n\n\\boxed{"
@@ -77,6 +79,7 @@ class GatewayConfig:
     controllers_dir: str | None = None  # artifacts + arms/aliases files, loaded at start and on reload
     reload_interval_s: float = 0.0  # > 0: poll controllers_dir and the config file for changes
     admin_token: str | None = None  # bearer token for /admin/* (also read from $AUTOTTS_ADMIN_TOKEN)
+    api_key: str | None = None  # when set, /v1/* need `Authorization: Bearer <api_key>` (like vLLM's --api-key)
     # traffic capture (docs/capture.md): off unless capture_dir is set and capture_rate > 0
     capture_dir: str | None = None
     capture_rate: float = 0.0  # fraction of requests captured
@@ -107,6 +110,8 @@ class GatewayConfig:
             if name.startswith(ENV_PREFIX):
                 key = name[len(ENV_PREFIX):].lower()
                 values[key], sources[key] = value, f"${name}"
+        if values.get("admin_token") is None and env.get(ADMIN_TOKEN_ENV):  # the Helm chart's Secret
+            values["admin_token"], sources["admin_token"] = env[ADMIN_TOKEN_ENV], f"${ADMIN_TOKEN_ENV}"
         for key, value in (overrides or {}).items():
             if value is not None:
                 values[key], sources[key] = value, "command line"
@@ -123,7 +128,23 @@ class GatewayConfig:
             else:
                 setattr(config, f.name, f.default if f.default_factory is MISSING else f.default_factory())
         config._check("settings", sources)
+        # how it was read, so a controller reload (server/lifecycle.py) can read the same sources again
+        config._origin = (path, {k: v for k, v in env.items() if k.startswith("AUTOTTS_")}, dict(overrides or {}))
         return config
+
+    @property
+    def config_file(self) -> Path | None:
+        """The settings file this config was loaded from, if any."""
+        origin = getattr(self, "_origin", None)
+        return None if origin is None or origin[0] is None else Path(origin[0])
+
+    def reread(self) -> GatewayConfig:
+        """The settings read again from the same file, env values and overrides (a copy if not `load`ed)."""
+        origin = getattr(self, "_origin", None)
+        if origin is None:
+            return replace(self)
+        path, env, overrides = origin
+        return GatewayConfig.load(path, env=env, overrides=overrides)
 
     def _check(self, where: str, sources: Mapping[str, str] | None = None) -> None:
         def fail(key: str, message: str) -> None:
@@ -140,9 +161,13 @@ class GatewayConfig:
                     "max_branches", "max_n", "max_concurrent"):
             if getattr(self, key) < 1:
                 fail(key, "must be >= 1")
-        for key in ("request_timeout_s", "engine_timeout_s"):
+        for key in ("request_timeout_s", "engine_timeout_s", "health_interval_s"):
             if getattr(self, key) <= 0:
                 fail(key, "must be > 0")
+        if any(not u.startswith(("http://", "https://")) for u in self.engine_urls):
+            fail("engine_urls", "must be http:// or https:// URLs")
+        if len({u.rstrip("/") for u in self.engine_urls}) < len(self.engine_urls):
+            fail("engine_urls", "must not name one server twice")
         if self.kappa_probe < 0:
             fail("kappa_probe", "must be >= 0")
         if not 0 < self.port < 65536:
@@ -155,12 +180,41 @@ class GatewayConfig:
             fail("feedback_mode", "must be math or exact")
         if self.fallback not in ("plain", "error"):
             fail("fallback", "must be plain or error")
+        if self.reload_interval_s < 0:
+            fail("reload_interval_s", "must be >= 0 (0 = no polling)")
+        if not 0 <= self.capture_rate <= 1:
+            fail("capture_rate", "must be a fraction in [0, 1] (0 = capture off)")
+        if self.capture_rows_per_file < 1:
+            fail("capture_rows_per_file", "must be >= 1")
+        if self.capture_dir is not None and self.capture_rate > 0:
+            problem = _unwritable_dir(Path(self.capture_dir))
+            if problem:
+                fail("capture_dir", problem)
+        if self.controllers_dir is not None and not Path(self.controllers_dir).is_dir():
+            fail("controllers_dir", "must be an existing directory")
+        for key in ("admin_token", "api_key"):  # never echo a secret back in an error
+            token = getattr(self, key)
+            if token is not None and (not token or token != token.strip() or any(c.isspace() for c in token)):
+                raise ConfigError(f"{(sources or {}).get(key, where)}: {key} must be a non-empty string without "
+                                  "spaces (the value is not shown)")
         from .arms import parse_arms
 
         try:
             parse_arms(self.arms)
         except ValueError as exc:
             raise ConfigError(f"{(sources or {}).get('arms', where)}: {exc}") from None
+
+
+def _unwritable_dir(path: Path) -> str | None:
+    """Why the gateway could not create or write directory `path` (None: it can)."""
+    if path.exists():
+        if not path.is_dir():
+            return "must be a directory (it is a file)"
+        return None if os.access(path, os.W_OK | os.X_OK) else "must be a writable directory"
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot be created ({parent} is not a writable directory)"
+    return None
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -16,21 +16,23 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from autotts.controllers.base import Controller
 from autotts.controllers.builtins import BUILTINS
 from autotts.controllers.registry import load
 
-from .arms import parse_arms
 from .backends import BranchBackend, TokenBranchBackend
+from .capture import TrafficCapture
 from .config import GatewayConfig
 from .engines.base import Sampling, TokenEngine
 from .engines.factory import make_engine
-from .errors import BadRequest, ControllerFailed, EngineError, GatewayError, ModelNotFound, TooManyRequests
+from .engines.pool import Lease, ReplicaPool
+from .errors import BadRequest, ControllerFailed, EngineDown, EngineError, GatewayError, ModelNotFound, TooManyRequests
 from .executor import Caps, EpisodeOutcome, run_episode
 from .feedback import CompletionRecord, FeedbackStore
+from .lifecycle import ControllerLifecycle
 from .metrics import GatewayMetrics
 from .protocol import ChatCompletionRequest, CompletionRequest, new_id, usage_dict
 from .replay import ReplayBranchBackend, ReplayCatalog, bundled_stores, estimate_tokens
@@ -64,6 +66,9 @@ class Job:
     fresh_backend: Callable[[int], BranchBackend] | None = None  # a new backend for choice i (fallback)
     discarded: list[BranchBackend] = field(default_factory=list)  # failed attempts (still counted in metrics)
     fallbacks: dict[int, str] = field(default_factory=dict)  # choice → reason it fell back
+    lease: Lease | None = None  # engine replicas: the one replica every call of this request goes to
+    rebuild: Callable[[], list[BranchBackend]] | None = None  # new backends on `lease` (retry on another replica)
+    retries: int = 0
 
     @property
     def labels(self) -> dict[str, str]:
@@ -78,9 +83,10 @@ class Gateway:
         self.engine = engine
         self.catalog = catalog
         self.metrics = GatewayMetrics()
-        self.selector = ControllerSelector(config.controller, config.aliases, allow_code=config.allow_code,
-                                           arms=parse_arms(config.arms), salt=config.ab_salt)
+        # what controllers are loaded; `reload()` swaps the set, running jobs keep theirs (server/lifecycle.py)
+        self.controllers = ControllerLifecycle(config, self.metrics)
         self.feedback = FeedbackStore(config.feedback_capacity, config.feedback_mode)
+        self.capture = TrafficCapture.from_config(config, self.metrics)  # None unless capture is on
         self.in_flight = 0
         self.suffix_ids: list[int] = []
         self._single = load("sc:n=1")  # controller `none` on engines without pass-through: one sample
@@ -90,11 +96,15 @@ class Gateway:
     # --- lifetime --------------------------------------------------------------------------
     async def start(self) -> None:
         cfg = self.config
+        if self.capture is not None:
+            self.capture.start()
         if cfg.engine == "replay" and self.catalog is None:
             paths = cfg.stores or [str(p) for p in bundled_stores()]
             self.catalog = await asyncio.to_thread(ReplayCatalog.from_paths, paths, cfg.model)
         elif self.engine is None:
             self.engine = make_engine(cfg)
+        if isinstance(self.engine, ReplicaPool):
+            self.metrics.watch_replicas(self.engine.status)
         if cfg.engine == "vllm-inproc" and self.engine is not None:
             await self._engine_ready()  # starts the engine in this process
         elif self.engine is not None:
@@ -117,6 +127,8 @@ class Gateway:
             self._ready = True
 
     async def close(self) -> None:
+        if self.capture is not None:  # write what is buffered before the engine goes
+            await asyncio.to_thread(self.capture.close)
         if self.engine is not None:
             await self.engine.close()
 
@@ -124,12 +136,17 @@ class Gateway:
     def passthrough(self) -> bool:
         return self.engine is not None and hasattr(self.engine, "passthrough")
 
+    @property
+    def selector(self) -> ControllerSelector:
+        """The controller set serving new requests (replaced by a reload)."""
+        return self.controllers.selector
+
     def model_ids(self) -> list[str]:
         if self.catalog is not None:
             names = sorted(self.catalog.index)
         else:
             names = [self.config.public_model or getattr(self.engine, "model", "") or "model"]
-        return names + sorted(self.config.aliases)
+        return names + sorted(self.selector.aliases)
 
     # --- per request -----------------------------------------------------------------------
     async def prepare(self, kind: str, body: ChatCompletionRequest | CompletionRequest,
@@ -164,6 +181,7 @@ class Gateway:
             job = await self._live_job(kind, rid, body, selection, controller, caps, question)
         job.include_usage, job.progress = body.include_usage, tts.progress if tts else True
         if self.in_flight >= cfg.max_concurrent:
+            self.release_lease(job)
             raise TooManyRequests(f"{self.in_flight} episodes are running (max_concurrent={cfg.max_concurrent}); "
                                   "retry later")
         self.in_flight += 1  # reserved until `release(job)` (run() and the route's done-callback both call it)
@@ -176,6 +194,13 @@ class Gateway:
             job.released = True
             self.in_flight -= 1
             self.metrics.in_flight.set(self.in_flight)
+            self.release_lease(job)
+
+    @staticmethod
+    def release_lease(job: Job) -> None:
+        """Give the job's engine replica back to the pool (idempotent; a no-op with one engine)."""
+        if job.lease is not None:
+            job.lease.release()
 
     def _replay_job(self, kind, rid, body, selection, controller, caps, question) -> Job:
         catalog = self.catalog
@@ -199,17 +224,8 @@ class Gateway:
         public = cfg.public_model or engine.model
         if selection.model and selection.model not in (public, engine.model):
             raise ModelNotFound(f"model {selection.model!r} is not served here; use {public!r} or an alias "
-                                f"({', '.join(sorted(cfg.aliases))})", param="model")
-        if kind == "chat":
-            extra = dict(cfg.chat_template_kwargs)
-            extra.update((body.model_extra or {}).get("chat_template_kwargs") or {})
-            prompt_ids = await engine.tokenize_chat(body.plain_messages(), **extra)
-        elif isinstance(body.prompt, list) and body.prompt and all(type(t) is int for t in body.prompt):
-            prompt_ids = list(body.prompt)
-        elif isinstance(body.prompt, str):
-            prompt_ids = await engine.tokenize_text(body.prompt)
-        else:
-            raise BadRequest("prompt must be one string or a list of token ids", param="prompt")
+                                f"({', '.join(sorted(self.selector.aliases))})", param="model")
+        lease, prompt_ids = await self._tokenized(kind, body)
         seed = body.seed if body.seed is not None else random.randrange(2**31)
         seeds = [seed + 7_777 * i for i in range(body.n)]
         tts = body.tts
@@ -220,14 +236,52 @@ class Gateway:
 
         def backend(i: int, retry: str = "") -> BranchBackend:
             return TokenBranchBackend(
-                engine, prompt_ids, segment_tokens=(tts and tts.segment_tokens) or cfg.segment_tokens,
+                job.lease or engine, prompt_ids, segment_tokens=(tts and tts.segment_tokens) or cfg.segment_tokens,
                 probe_suffix_ids=self.suffix_ids, probe_max_tokens=cfg.probe_max_tokens,
                 max_branch_tokens=body.branch_tokens or cfg.default_max_tokens, sampling=sampling, seed=seeds[i],
                 request_id=f"{rid}-{i}{retry}", max_branches=caps.max_branches, token_budget=caps.token_budget)
 
-        return Job(kind, rid, public, selection, controller, [backend(i) for i in range(len(seeds))], seeds,
-                   question, caps, source={"prompt_length": len(prompt_ids)},
-                   fresh_backend=lambda i: backend(i, "-fallback"))
+        source: dict[str, Any] = {"prompt_length": len(prompt_ids), **({"replica": lease.url} if lease else {})}
+        job = Job(kind, rid, public, selection, controller, [], seeds, question, caps, source=source,
+                  fresh_backend=lambda i: backend(i, "-fallback"), lease=lease,
+                  rebuild=lambda: [backend(i, f"-retry{job.retries}") for i in range(len(seeds))])
+        try:
+            job.backends = [backend(i) for i in range(len(seeds))]
+        except BaseException:
+            self.release_lease(job)
+            raise
+        return job
+
+    async def _tokenized(self, kind, body) -> tuple[Lease | None, list[int]]:
+        """The prompt's IDs, tokenized on the replica leased for this request (engine pools) or the engine.
+
+        A replica found down while tokenizing (nothing ran yet) is taken out and the next one leased.
+        """
+        pool = self.engine if isinstance(self.engine, ReplicaPool) else None
+        if pool is None:
+            return None, await self._prompt_ids(kind, body, self.engine)
+        tried: tuple[str, ...] = ()
+        while True:
+            lease = await pool.lease(exclude=tried)  # raises EngineDown (502) once none is left
+            try:
+                return lease, await self._prompt_ids(kind, body, lease)
+            except EngineDown:
+                lease.release()
+                tried += (lease.url,)
+            except BaseException:
+                lease.release()
+                raise
+
+    async def _prompt_ids(self, kind, body, engine) -> list[int]:
+        if kind == "chat":
+            extra = dict(self.config.chat_template_kwargs)
+            extra.update((body.model_extra or {}).get("chat_template_kwargs") or {})
+            return await engine.tokenize_chat(body.plain_messages(), **extra)
+        if isinstance(body.prompt, list) and body.prompt and all(type(t) is int for t in body.prompt):
+            return list(body.prompt)
+        if isinstance(body.prompt, str):
+            return await engine.tokenize_text(body.prompt)
+        raise BadRequest("prompt must be one string or a list of token ids", param="prompt")
 
     async def run(self, job: Job, progress=None) -> list[EpisodeOutcome]:
         """Run the job's episodes (concurrently when n > 1); records metrics, frees the slot."""
@@ -235,7 +289,8 @@ class Gateway:
         outcomes: list[EpisodeOutcome | None] = [None] * len(job.backends)
         try:
             async def one(i: int, backend: BranchBackend) -> None:
-                report = None if progress is None else (lambda snap, i=i: progress(i, snap))
+                report = None if progress is None else (
+                    lambda snap, i=i: progress(i, {**snap, "retries": job.retries} if job.retries else snap))
                 qid = job.source.get("question", 0)
                 try:
                     outcomes[i] = await run_episode(job.controller, backend, question_id=qid,
@@ -253,16 +308,23 @@ class Gateway:
                     reason = "budget" if o.budget_exhausted else "no_answer"
                 outcomes[i] = await self._fallback(job, i, reason, report)
 
-            if len(job.backends) == 1:
-                await one(0, job.backends[0])
-            else:
+            while True:
                 try:
-                    async with asyncio.TaskGroup() as group:
-                        for i, backend in enumerate(job.backends):
-                            group.create_task(one(i, backend))
-                except BaseExceptionGroup as errors:
-                    raise next((e for e in errors.exceptions if isinstance(e, GatewayError)),
-                               errors.exceptions[0]) from None
+                    if len(job.backends) == 1:
+                        await one(0, job.backends[0])
+                    else:
+                        try:
+                            async with asyncio.TaskGroup() as group:
+                                for i, backend in enumerate(job.backends):
+                                    group.create_task(one(i, backend))
+                        except BaseExceptionGroup as errors:
+                            raise next((e for e in errors.exceptions if isinstance(e, GatewayError)),
+                                       errors.exceptions[0]) from None
+                    break
+                except EngineDown as exc:
+                    if not await self._retry(job, exc):
+                        raise
+                    outcomes = [None] * len(job.backends)
             status = "200"
         except GatewayError as exc:
             status = str(exc.status)
@@ -277,6 +339,37 @@ class Gateway:
             self.release(job)
             self._record(job, status, [o for o in outcomes if o is not None])
         return outcomes  # type: ignore[return-value]
+
+    async def _retry(self, job: Job, exc: EngineDown) -> bool:
+        """Move the job whole to another healthy replica when its own went down (once per request).
+
+        Safe at any point of `run`: a streaming response sends only progress chunks before the
+        episode ends, never answer text. The failed attempt's tokens still count in the metrics.
+        """
+        lease, pool = job.lease, self.engine
+        if (lease is None or job.rebuild is None or job.retries >= 1 or job.released
+                or not isinstance(pool, ReplicaPool) or getattr(exc, "replica", None) != lease.url):
+            return False
+        caps = job.caps
+        if caps.timeout_s is not None:
+            left = caps.timeout_s - (time.perf_counter() - job.started)
+            if left <= 0:
+                return False
+            caps = replace(caps, timeout_s=left)
+        try:
+            new = await pool.lease(exclude=(lease.url,))
+        except EngineDown:
+            return False  # nowhere to go: the request fails with the replica's own error
+        log.warning("request %s: engine replica %s failed (%s); running it again on %s", job.rid, lease.url, exc,
+                    new.url)
+        self.metrics.engine_retries.labels(replica=lease.url).inc()
+        lease.release()
+        job.lease, job.caps, job.retries = new, caps, job.retries + 1
+        job.discarded.extend(job.backends)
+        job.backends = job.rebuild()
+        job.fallbacks.clear()
+        job.source.update(replica=new.url, retried_from=lease.url)
+        return True
 
     async def _fallback(self, job: Job, i: int, reason: str, report) -> EpisodeOutcome:
         """Choice `i` again as one plain completion (a single full-length branch) on a fresh backend."""
@@ -303,6 +396,8 @@ class Gateway:
         if status == "200" and outcomes:
             self.feedback.add(job.rid, CompletionRecord(labels, job.controller.spec if job.selection.controller
                                                         else "none", outcomes[0].answer))
+            if self.capture is not None:
+                self.capture.submit(job, outcomes)  # never raises; rows are written off the event loop
 
     def record_error(self, status: int) -> None:
         """Count a request that failed before it became a job (bad input, unknown model, ...)."""

@@ -6,12 +6,18 @@ the controller, else how it was chosen), ``model``. Token counters are split by 
 Compare ``autotts_tokens_total{kind="cached"} / autotts_tokens_total{kind="prompt"}`` with the
 engine's ``vllm:prefix_cache_hits_total / vllm:prefix_cache_queries_total``. A/B:
 ``autotts_feedback_total{correct="true|false"}`` counts labels per arm (accuracy = true / all) and
-``autotts_fallbacks_total{reason}`` the episodes answered by the plain fallback.
+``autotts_fallbacks_total{reason}`` the episodes answered by the plain fallback. Engine replicas
+(several ``engine_urls``): ``autotts_engine_replica_{healthy,in_flight,requests_total,failures_total}{replica}``
+read from the pool at scrape time, and ``autotts_engine_retries_total{replica}`` (requests moved off it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics"]
@@ -42,6 +48,16 @@ class GatewayMetrics:
         self.fallbacks = Counter("autotts_fallbacks", "Episodes answered by the plain fallback, by reason "
                                  "(controller_error, no_answer)", (*LABELS, "reason"), registry=r)
         self.in_flight = Gauge("autotts_requests_in_flight", "Episodes running now", registry=r)
+        self.captured = Counter("autotts_captured", "Episodes written to the traffic capture (docs/capture.md)",
+                                registry=r)
+        self.capture_errors = Counter("autotts_capture_errors", "Captured episodes or labels lost to an error "
+                                      "or a full capture queue (the requests were served)", registry=r)
+        self.engine_retries = Counter("autotts_engine_retries", "Requests run again on another engine replica "
+                                      "after theirs went down, by the replica that failed", ("replica",), registry=r)
+        self._replicas: _ReplicaCollector | None = None
+        self.controller_reloads = Counter("autotts_controller_reloads", "Controller reloads (admin endpoint or "
+                                          "file watch) by result: ok, error (the old set kept serving)",
+                                          ("result",), registry=r)
 
     def episode(self, labels: dict[str, str], *, prompt: int, decode: int, probe: int, cached: int,
                 decode_calls: int, probe_calls: int, branches: int, prunes: int, probes: int, rounds: int) -> None:
@@ -60,3 +76,33 @@ class GatewayMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def watch_replicas(self, status: Callable[[], list[dict[str, Any]]]) -> None:
+        """Export the engine replicas' state (`ReplicaPool.status`), read at every scrape."""
+        if self._replicas is None:
+            self._replicas = _ReplicaCollector(status)
+            self.registry.register(self._replicas)
+        self._replicas.status = status
+
+
+class _ReplicaCollector:
+    def __init__(self, status: Callable[[], list[dict[str, Any]]]) -> None:
+        self.status = status
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        families = {
+            "healthy": GaugeMetricFamily("autotts_engine_replica_healthy", "1 while the engine replica takes new "
+                                         "requests", labels=("replica",)),
+            "in_flight": GaugeMetricFamily("autotts_engine_replica_in_flight", "Requests pinned to the replica "
+                                           "now", labels=("replica",)),
+            "requests": CounterMetricFamily("autotts_engine_replica_requests", "Requests pinned to the replica",
+                                            labels=("replica",)),
+            "failures": CounterMetricFamily("autotts_engine_replica_failures", "Times the replica was taken out "
+                                            "after a failure", labels=("replica",))}
+        for replica in self.status():
+            for key, family in families.items():
+                family.add_metric((replica["url"],), float(replica[key]))
+        yield from families.values()

@@ -9,14 +9,45 @@ that do not know it.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 __all__ = ["ChatCompletionRequest", "CompletionRequest", "FeedbackRequest", "TTSOptions", "chat_chunk", "chat_response",
            "completion_chunk", "completion_response", "new_id", "usage_dict"]
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_unicode(value: Any) -> Any:
+    """Reject text with lone UTF-16 surrogates anywhere in a JSON body (a ``"\\ud800"`` escape or bytes
+    that are not UTF-8): Python keeps them in `str`, but they cannot be encoded again, so they would
+    fail later in hashing, metrics labels or the response instead of as a 400 naming the field.
+    Iterative, so a deeply nested body cannot exhaust the stack."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii() and _SURROGATE.search(item):
+                raise PydanticCustomError("invalid_unicode", "{where} is not valid Unicode text (a lone surrogate, "
+                                          "e.g. an unpaired \\ud800 escape)", {"where": where or "body"})
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                name = _printable(str(key))
+                stack.append((key, f"{where}.{name} (the key)" if where else f"{name} (the key)"))
+                stack.append((child, f"{where}.{name}" if where else name))
+        elif isinstance(item, list):
+            stack.extend((child, f"{where}.{i}" if where else str(i)) for i, child in enumerate(item))
+    return value
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class TTSOptions(BaseModel):
@@ -47,6 +78,8 @@ class _Base(BaseModel):
     stream_options: dict[str, Any] | None = None
     tts: TTSOptions | None = None
     user: str | None = None  # OpenAI's end-user id; the A/B assignment's sticky key
+
+    _unicode = model_validator(mode="before")(check_unicode)
 
     @property
     def include_usage(self) -> bool:
@@ -102,6 +135,8 @@ class FeedbackRequest(BaseModel):
     id: str = Field(min_length=1)
     correct: bool | None = None
     gold: str | None = None
+
+    _unicode = model_validator(mode="before")(check_unicode)
 
 
 def new_id(prefix: str) -> str:

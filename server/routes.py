@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from .arms import ARM_HEADER, USER_HEADER
+from .engines.pool import ReplicaPool
 from .gateway import Gateway
 from .metrics import CONTENT_TYPE_LATEST
 from .protocol import ChatCompletionRequest, CompletionRequest, FeedbackRequest, chat_response, completion_response
@@ -42,6 +43,8 @@ async def feedback(body: FeedbackRequest, request: Request) -> dict[str, Any]:
     gateway = _gateway(request)
     record = gateway.feedback.label(body.id, correct=body.correct, gold=body.gold)
     gateway.metrics.feedback.labels(**record.labels, correct=str(record.correct).lower()).inc()
+    if gateway.capture is not None:  # a captured completion: its label becomes the question's gold
+        gateway.capture.label(body.id, correct=record.correct, gold=body.gold, answer=record.answer)
     return {"id": body.id, "object": "feedback", "correct": record.correct, "arm": record.labels["arm"],
             "controller": record.spec}
 
@@ -57,8 +60,10 @@ async def models(request: Request) -> dict[str, Any]:
 async def health(request: Request) -> Response:
     gateway = _gateway(request)
     ok = gateway.engine is None or await gateway.engine.health()
+    pool = gateway.engine if isinstance(gateway.engine, ReplicaPool) else None  # several replicas: each one's state
     return JSONResponse({"status": "ok" if ok else "engine unavailable", "engine": gateway.config.engine,
-                         "in_flight": gateway.in_flight}, status_code=200 if ok else 503)
+                         "in_flight": gateway.in_flight, **({"replicas": pool.status()} if pool else {})},
+                        status_code=200 if ok else 503)
 
 
 @router.get("/metrics")

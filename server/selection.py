@@ -16,6 +16,7 @@ Controllers are stateless, so one instance per (spec, β, params) is cached and 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,10 +53,14 @@ class Selection:
 
 class ControllerSelector:
     def __init__(self, default: str, aliases: dict[str, str], *, allow_code: bool = False,
-                 cache_size: int = 256, arms: list[Arm] | None = None, salt: str = "autotts-ab") -> None:
+                 cache_size: int = 256, arms: list[Arm] | None = None, salt: str = "autotts-ab",
+                 classes: Mapping[str, type[Controller]] | None = None) -> None:
         self.default = default
         self.aliases = dict(aliases)
         self.allow_code = allow_code
+        # artifact path → its class, loaded (and hash-checked) once by server/lifecycle.py, so this selector
+        # never reads the artifact again: files changed on disk cannot reach it, only a reload can
+        self.classes = dict(classes or {})
         self.cache_size = cache_size
         self.arms = ArmAssigner(arms or [], salt)
         self._cache: OrderedDict[tuple, Controller] = OrderedDict()
@@ -88,6 +93,10 @@ class ControllerSelector:
             return self._build(arm.controller, source, "arms", tts, base_model, arm=arm)
         return self._build(self.default, "default", "controller", tts, base_model)
 
+    def resolve(self, value: str, *, arm: Arm | None = None) -> Selection:
+        """An operator-configured value (the default, an alias, an arm's controller) as it serves."""
+        return self._build(value, "default", "controller", {}, None, arm)
+
     def _build(self, value: str, source: str, param: str, tts: dict[str, Any], model: str | None,
                arm: Arm | None = None) -> Selection:
         label, trusted = source, source == "default" or arm is not None
@@ -105,7 +114,7 @@ class ControllerSelector:
                 raise BadRequest("controller 'none' (pass-through) takes no beta or params", param="tts")
             return Selection(None, NONE, source, label, model)
         try:
-            name, _ = parse_spec(value)
+            name, spec_params = parse_spec(value)
         except AutoTTSError as exc:
             raise BadRequest(f"{param}: {exc}", param=param) from None
         if not trusted and name not in BUILTINS:
@@ -116,7 +125,10 @@ class ControllerSelector:
         controller = self._cache.get(key)
         if controller is None:
             try:
-                controller = load(value, allow_code=self.allow_code and trusted, **overrides)
+                if trusted and name in self.classes:
+                    controller = load(self.classes[name], **{**spec_params, **overrides})
+                else:
+                    controller = load(value, allow_code=self.allow_code and trusted, **overrides)
             except AutoTTSError as exc:
                 where = "tts.beta" if "beta" in str(exc) and "beta" in overrides else param
                 raise BadRequest(f"{where}: {exc}", param=where) from None

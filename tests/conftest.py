@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -62,12 +66,65 @@ def vllm_python() -> str:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny Qwen3 model of ../shared/ENGINES.md, built once per session by `autotts tiny-model`."""
-    import subprocess
-
     out = tmp_path_factory.mktemp("tiny") / "model"
     subprocess.run([vllm_python(), "-m", "autotts.cli.main", "tiny-model", str(out), "--vocab-size", "1024"],
                    check=True, capture_output=True, timeout=600)
     return out
+
+
+VLLM_FLAGS = ("--served-model-name", "tiny", "--enforce-eager", "--kv-cache-memory-bytes", "268435456",
+              "--block-size", "32", "--enable-prefix-caching", "--enable-prompt-tokens-details")
+
+
+@contextmanager
+def vllm_process(model: Path, work: Path, *, timeout_s: float = 300) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Start a vLLM OpenAI server (CPU, the flags above) on a free port; yield (URL, process) once healthy.
+
+    The server runs in its own process group (a test may SIGKILL it with `os.killpg`); it is stopped
+    (SIGTERM, then SIGKILL) when the block ends, whatever state it is in.
+    """
+    import time
+
+    import httpx
+    from autotts.server.background import free_port
+
+    port = free_port()
+    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "TORCHDYNAMO_DISABLE": "1",
+           "VLLM_CACHE_ROOT": str(work / "cache")}
+    cmd = [vllm_python(), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), *VLLM_FLAGS,
+           "--host", "127.0.0.1", "--port", str(port)]
+    log_path = work / "vllm.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"vLLM exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"vLLM did not become healthy in {timeout_s:g} s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(1)
+        yield url, proc
+    finally:
+        stop_process_group(proc)
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the process group of `proc` (SIGKILL after 30 s); a group already gone is fine."""
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 @pytest.fixture(scope="session")
@@ -79,44 +136,19 @@ def vllm_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     if os.environ.get("AUTOTTS_VLLM_URL"):
         yield os.environ["AUTOTTS_VLLM_URL"].rstrip("/")
         return
-    import signal
-    import subprocess
-    import time
+    model = request.getfixturevalue("tiny_model_dir")
+    with vllm_process(model, tmp_path_factory.mktemp("vllm")) as (url, _):
+        yield url
+
+
+def vllm_metrics(url: str) -> dict[str, float]:
+    """The `vllm:*` series of a vLLM server's /metrics, summed over their labels."""
+    import re
 
     import httpx
-    from autotts.server.background import free_port
 
-    port = free_port()
-    work = tmp_path_factory.mktemp("vllm")
-    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "TORCHDYNAMO_DISABLE": "1",
-           "VLLM_CACHE_ROOT": str(work / "cache")}
-    model = request.getfixturevalue("tiny_model_dir")
-    cmd = [vllm_python(), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
-           "--served-model-name", "tiny", "--enforce-eager", "--kv-cache-memory-bytes", "268435456",
-           "--block-size", "32", "--enable-prefix-caching", "--enable-prompt-tokens-details",
-           "--host", "127.0.0.1", "--port", str(port)]
-    log_path = work / "vllm.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"vLLM exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"vLLM did not become healthy in 300 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(1)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    text = httpx.get(url + "/metrics", timeout=10).text
+    out: dict[str, float] = {}
+    for name, value in re.findall(r"^(vllm:[a-z_]+)(?:\{[^}]*\})? (\S+)$", text, re.M):
+        out[name] = out.get(name, 0.0) + float(value)
+    return out

@@ -28,6 +28,8 @@ from autotts.server.engines.base import Sampling
 from autotts.server.engines.vllm_http import VLLMHTTPEngine
 from autotts.server.executor import run_episode
 
+from tests.conftest import vllm_metrics
+
 pytestmark = pytest.mark.timeout(900)
 
 SUFFIX = "\n</think>\n\n\\boxed{"
@@ -38,14 +40,6 @@ _WORDS = ["apple", "book", "train", "car", "river", "city", "price", "cost", "ho
 def question(tag: str, words: int = 120) -> str:
     """A prompt no earlier test sent (so cache hits come from this episode), about `words` words long."""
     return f"[{tag} {time.time_ns()}] " + " ".join(_WORDS[(i * 7) % len(_WORDS)] for i in range(words))
-
-
-def vllm_metrics(url: str) -> dict[str, float]:
-    text = httpx.get(url + "/metrics", timeout=10).text
-    out: dict[str, float] = {}
-    for name, value in re.findall(r"^(vllm:[a-z_]+)(?:\{[^}]*\})? (\S+)$", text, re.M):
-        out[name] = out.get(name, 0.0) + float(value)
-    return out
 
 
 def delta(after: dict[str, float], before: dict[str, float], name: str) -> float:

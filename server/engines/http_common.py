@@ -1,0 +1,125 @@
+"""What every engine spoken to over HTTP shares: one pooled client, error mapping, OpenAI pass-through.
+
+`HTTPEngine` owns the `httpx.AsyncClient` (connection pooling for all requests of the gateway) and
+turns transport and status failures into the gateway's `EngineError` subclasses at the boundary:
+connect failures and connect timeouts are `EngineDown`, read timeouts `EngineTimeout`, 4xx
+`EngineRejected`, 5xx `EngineError`, a body that is not JSON `EngineGarbage`. It also carries
+controller `none`'s pass-through of an OpenAI request to the engine's own `/v1/...` routes, which
+vLLM and SGLang both serve. `vllm_http` and `sglang_http` add each engine's token-level calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from ..errors import EngineDown, EngineError, EngineGarbage, EngineRejected, EngineTimeout
+
+__all__ = ["HTTPEngine", "decode_response", "error_message", "token_list"]
+
+
+class HTTPEngine:
+    """An engine server at `url` (e.g. ``http://127.0.0.1:8000``) behind one pooled `httpx` client."""
+
+    name = "http"
+
+    def __init__(self, url: str, model: str | None = None, *, timeout_s: float = 120.0,
+                 connect_timeout_s: float = 5.0, max_connections: int = 256,
+                 client: httpx.AsyncClient | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.model = model or ""
+        self._own_client = client is None
+        self.client = client or httpx.AsyncClient(
+            base_url=self.url,
+            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections))
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
+                    request_id: str | None = None, *, timeout: float | None = None) -> Any:
+        """The decoded JSON answer of one call, or the mapped `EngineError`."""
+        headers = {"X-Request-Id": request_id} if request_id else None
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        try:
+            response = await self.client.request(method, path, json=body, headers=headers, **extra)
+        except httpx.TimeoutException as exc:
+            kind = "connecting to" if isinstance(exc, httpx.ConnectTimeout) else "waiting for"
+            cls = EngineDown if isinstance(exc, httpx.ConnectTimeout) else EngineTimeout
+            raise cls(f"timed out {kind} the engine at {self.url}{path}") from None
+        except httpx.TransportError as exc:
+            raise EngineDown(f"engine at {self.url} unreachable ({type(exc).__name__}: {exc})") from None
+        return decode_response(response, f"{self.url}{path}")
+
+    async def health(self) -> bool:
+        try:
+            response = await self.client.get("/health", timeout=5.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    # --- controller `none`: the request goes to the engine unchanged --------------------
+    async def passthrough(self, path: str, body: dict[str, Any]) -> Any:
+        return await self._call("POST", path, body)
+
+    async def passthrough_stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        """The engine's SSE byte stream for `body`, unchanged (errors before the first byte raise)."""
+        try:
+            request = self.client.build_request("POST", path, json=body)
+            response = await self.client.send(request, stream=True)
+        except httpx.TimeoutException:
+            raise EngineTimeout(f"timed out waiting for the engine at {self.url}{path}") from None
+        except httpx.TransportError as exc:
+            raise EngineDown(f"engine at {self.url} unreachable ({type(exc).__name__}: {exc})") from None
+        if response.status_code != 200:
+            await response.aread()
+            await response.aclose()
+            decode_response(response, f"{self.url}{path}")  # raises the mapped error
+        return _stream(response)
+
+    async def close(self) -> None:
+        if self._own_client:
+            await self.client.aclose()
+
+
+async def _stream(response: httpx.Response) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in response.aiter_raw():
+            yield chunk
+    finally:
+        await response.aclose()
+
+
+def decode_response(response: httpx.Response, where: str) -> Any:
+    """`response`'s JSON body, or the `EngineError` its status or body calls for."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if response.status_code >= 400:
+        message = error_message(data) or response.text[:200]
+        if 400 <= response.status_code < 500:
+            raise EngineRejected(f"engine rejected the request ({response.status_code}): {message}")
+        raise EngineError(f"engine error {response.status_code} from {where}: {message}")
+    if data is None:
+        raise EngineGarbage(f"{where}: response is not JSON: {response.text[:120]!r}")
+    return data
+
+
+def error_message(data: Any) -> str | None:
+    """The message of an OpenAI-style (``{"error": {"message"}}``), flat or FastAPI error body."""
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return err["message"]
+        if isinstance(data.get("detail"), str):
+            return data["detail"]
+    return None
+
+
+def token_list(data: Any, key: str, where: str) -> list[int]:
+    """``data[key]`` when it is a list of ints, else `EngineGarbage` naming `where`."""
+    tokens = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(tokens, list) or not all(type(t) is int for t in tokens):
+        raise EngineGarbage(f"{where}: no {key!r} list of ints in the response")
+    return tokens
