@@ -30,7 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                "--price-in 0 --price-out 0 --data DIR --rounds 5 --out runs/vllm\n"
                "  autotts discover --resume --out runs/local      # continue a killed or finished run")
     p.add_argument("--explorer", choices=("local", "anthropic", "openai"), help="who proposes controllers")
-    p.add_argument("--data", nargs="+", metavar="STORE", help="search stores (files or directories)")
+    p.add_argument("--data", nargs="+", metavar="STORE",
+                   help="search stores (files or directories; a gateway capture directory works too, "
+                        "docs/capture.md)")
     p.add_argument("--heldout", nargs="+", default=[], metavar="STORE",
                    help="held-out stores: scored for the report, never shown to the explorer")
     p.add_argument("--rounds", type=int, help="rounds to run (default 10; on --resume, raises the total)")

@@ -19,11 +19,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                "  autotts eval --controller sc --controller cmc:beta=0.5 --out results.csv\n"
                "  autotts eval --data ../shared/replay --controller asc:threshold=0.9,n=32 --out r.csv\n"
                "  autotts eval --data stores/ --controller my_artifact/ --episodes-out ep.parquet --out r.csv\n"
+               "  autotts eval --data CAPTURE_DIR --controller cmc:beta=0.5 --out r.csv   # captured traffic\n"
                "  autotts eval --controller cmc:beta=0.5 --ray --out r.csv          # local Ray instance\n"
                "  autotts eval --controller cmc:beta=0.5 --ray auto --out r.csv     # existing Ray cluster")
     p.add_argument("--data", nargs="+", action="extend", metavar="PATH",
                    help="replay stores: Parquet files, public-format .json/.json.gz files, or directories of "
-                        "them (default: the stores bundled with autotts)")
+                        "them, including a gateway capture directory (docs/capture.md) (default: the stores "
+                        "bundled with autotts)")
     p.add_argument("--controller", dest="controllers", action="append", required=True, metavar="SPEC",
                    help="built-in name with optional parameters (cmc:beta=0.5, asc:threshold=0.9,n=32) or a "
                         "path to a controller artifact; repeat for several")
@@ -53,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise SystemExit("autotts eval: error: --seeds must be >= 1")
     stores = resolve_stores(args.data or [bundled_data_dir()])
+    for store in stores:
+        if store.meta.get("source") == "capture":  # captured traffic: say what will count toward accuracy
+            m = store.meta
+            print(f"capture {store.path}: {store.n_questions} questions, {m['questions_with_gold']} with a gold "
+                  f"(only those count toward accuracy), {m['branch_rows']} branches ({m['truncated_branches']} "
+                  f"truncated), {m['min_branches']}..{m['max_branches']} per question", file=sys.stderr)
     opts = EvalOptions(seeds=args.seeds, kappa_probe=args.kappa_probe, token_budget=args.token_budget,
                        answer_mode=args.answer_mode,
                        trace_seeds=tuple(args.trace_seeds) if args.traces_out else ())

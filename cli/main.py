@@ -8,9 +8,20 @@ import sys
 
 from autotts.controllers.errors import AutoTTSError
 
-from . import ab_cmd, controllers_cmd, discover_cmd, eval_cmd, import_cmd, report_cmd, serve_cmd, tiny_model_cmd
+from . import (
+    ab_cmd,
+    collect_cmd,
+    controllers_cmd,
+    discover_cmd,
+    eval_cmd,
+    import_cmd,
+    report_cmd,
+    serve_cmd,
+    tiny_model_cmd,
+)
 
-COMMANDS = (eval_cmd, import_cmd, controllers_cmd, report_cmd, discover_cmd, serve_cmd, tiny_model_cmd, ab_cmd)
+COMMANDS = (eval_cmd, import_cmd, controllers_cmd, report_cmd, discover_cmd, serve_cmd, tiny_model_cmd, ab_cmd,
+            collect_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from autotts.controllers.builtins import BUILTINS
 from autotts.offline.evaluate import EvalOptions, evaluate, resolve_stores
 
 from .objective import curve_from_cells
@@ -21,11 +22,18 @@ __all__ = ["DEFAULT_BUILTINS", "builtin_points", "cached_points"]
 DEFAULT_BUILTINS = ("parallel_probe", "cmc", "sc", "asc", "esc")
 
 
-def _specs(names: tuple[str, ...], betas: tuple[float, ...]) -> list[tuple[str, str, float | None]]:
+def _specs(names: tuple[str, ...], betas: tuple[float, ...],
+           fewest_branches: int | None = None) -> list[tuple[str, str, float | None]]:
+    """(spec, label, β) per built-in; a branch count `n` above what every question has is lowered to it
+    (captured or collected stores may hold fewer than the default 64 branches per question)."""
     specs = []
     for name in names:
         if name == "cmc":
             specs += [(f"cmc:beta={b:g}", f"cmc β={b:g}", b) for b in betas]
+            continue
+        n = BUILTINS[name].parameters.get("n")
+        if n is not None and fewest_branches is not None and n.default > fewest_branches:
+            specs.append((f"{name}:n={fewest_branches}", f"{name}@{fewest_branches}", None))
         else:
             specs.append((name, name, None))
     return specs
@@ -35,7 +43,8 @@ def builtin_points(paths: list[str], betas: tuple[float, ...], seeds: int, *, wo
                    names: tuple[str, ...] = DEFAULT_BUILTINS, progress: bool = False) -> list[dict[str, Any]]:
     """One labelled point per built-in (and per β for cmc): acc and tokens averaged over the stores."""
     stores = resolve_stores(list(paths))
-    specs = _specs(names, betas)
+    fewest = min((s.n_branches(q) for s in stores for q in range(s.n_questions)), default=None)
+    specs = _specs(names, betas, fewest)
     cells = evaluate([s for s, _, _ in specs], stores, EvalOptions(seeds=seeds), workers=workers, progress=progress)
     points = []
     per_spec: dict[str, list[dict[str, Any]]] = {}

@@ -14,6 +14,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from .capture_store import capture_leaves
 from .store import ReplayStore, StoreError
 
 __all__ = ["find_data_files", "read_public_json", "split_model_dataset"]
@@ -32,7 +33,10 @@ def split_model_dataset(path: Path) -> tuple[str, str]:
 
 
 def find_data_files(paths: list[str | Path]) -> list[Path]:
-    """Expand files and directories into store files (JSON, JSON.gz, Parquet), sorted per argument."""
+    """Expand files and directories into store files (JSON, JSON.gz, Parquet), sorted per argument.
+
+    A gateway capture directory (offline/capture_store.py) yields its leaf directories, one store each.
+    """
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
@@ -41,7 +45,8 @@ def find_data_files(paths: list[str | Path]) -> list[Path]:
                            if p.is_file() and (p.name.endswith(JSON_SUFFIXES) or p.suffix == ".parquet"))
             if not files:
                 raise StoreError(f"{path}: directory holds no .json, .json.gz or .parquet store")
-            found.extend(files)
+            leaves = capture_leaves(files)  # captured traffic: one store per leaf directory, not per file
+            found.extend(sorted([p for p in files if p.parent not in leaves] + list(leaves)))
         elif path.is_file():
             found.append(path)
         else:

@@ -131,8 +131,9 @@ class ReplayStore:
             "question_id": pa.array(qid, pa.int32()),
             "question": pa.DictionaryArray.from_arrays(pa.array(qid, pa.int32()),
                                                        pa.array(self.questions, pa.string())),
-            "gold_answer": pa.DictionaryArray.from_arrays(pa.array(qid, pa.int32()),
-                                                          pa.array(self.golds, pa.string())),
+            "gold_answer": pa.DictionaryArray.from_arrays(  # a question without a gold answer: null
+                pa.array(qid, pa.int32(), mask=np.asarray([g is None for g in self.golds], bool)[qid]),
+                pa.array([g or "" for g in self.golds], pa.string())),
             "branch": pa.array(branch, pa.int32()),
             "probe_answers": pa.ListArray.from_arrays(pa.array(self.probe_offsets, pa.int32()),
                                                       answers.cast(pa.string())),
@@ -213,8 +214,14 @@ class ReplayStore:
 
 
 def load_store(path: str | Path, *, model: str | None = None, dataset: str | None = None) -> ReplayStore:
-    """Load one store from a Parquet file or a public-format JSON file (`.json` / `.json.gz`)."""
+    """Load one store from a Parquet file, a public-format JSON file (`.json` / `.json.gz`) or a capture directory."""
     path = Path(path)
+    if path.is_dir():  # a directory of captured gateway traffic (offline/capture_store.py)
+        from .capture_store import load_capture
+
+        store = load_capture(path)
+        store.model, store.dataset = model or store.model, dataset or store.dataset
+        return store
     if not path.is_file():
         raise StoreError(f"{path}: no such file")
     if path.suffix == ".parquet":

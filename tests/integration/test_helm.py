@@ -21,18 +21,20 @@ import yaml
 helm = pytest.importorskip("helm_python", reason="needs the dev extra: pip install -e '.[dev]' (helm-python-sdk)")
 kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="needs the dev extra (kubernetes-validate)")
 
-from autotts.server.config import ENGINES, ConfigError, GatewayConfig  # noqa: E402
+from autotts.server.config import ENGINES, GatewayConfig  # noqa: E402
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "autotts"
 RELEASE, NAMESPACE, KUBE = "tts", "ml", "1.30.0"
 ENGINE_SVC = f"{RELEASE}-autotts-engine"
 ARMS = [{"name": "control", "controller": "cmc", "beta": 0.5, "weight": 0.9},
         {"name": "candidate", "controller": "esc", "beta": None, "weight": 0.1}]
+ARTIFACT = json.dumps({"note": "replaced by a real artifact in the controllers test"})
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "default": {},
     "sglang": {"engine": {"kind": "sglang", "model": "Qwen/Qwen3-8B"}},
     "arms": {"arms": ARMS, "gateway": {"aliases": {"tts-fast": "cmc:beta=0.2"}, "config": {"max_concurrent": 16}}},
     "replicas": {"engine": {"replicas": 3, "gpus": 2}, "autoscaling": {"enabled": False}, "gateway": {"replicas": 3}},
+    "controllers": {"controllers": {"artifacts": {"tuned.json": ARTIFACT}, "allowCode": True, "reloadSeconds": 5}},
     "ingress": {"ingress": {"enabled": True, "className": "nginx", "host": "tts.example.org",
                             "tls": [{"secretName": "tts-tls", "hosts": ["tts.example.org"]}]},
                 "adminToken": {"value": "s3cret"}},
@@ -109,8 +111,11 @@ def test_gateway_points_at_the_engine_service_and_its_config_loads(name: str, re
     config = _gateway_config(docs)
     engine_svc = docs[("Service", ENGINE_SVC)]
     port = engine_svc["spec"]["ports"][0]["port"]
-    assert config["engine_url"] == f"http://{ENGINE_SVC}:{port}"
-    engine = _one(docs, "Deployment", "engine")
+    if name == "replicas":  # one URL per engine pod (test_several_engine_replicas_... checks them)
+        assert "engine_url" not in config and len(config["engine_urls"]) == 3
+    else:
+        assert config["engine_url"] == f"http://{ENGINE_SVC}:{port}" and "engine_urls" not in config
+    engine = _one(docs, "StatefulSet", "engine")
     assert _matches(engine_svc["spec"]["selector"], engine["spec"]["template"]["metadata"]["labels"])
     gateway = _one(docs, "Deployment", "gateway")
     assert not _matches(engine_svc["spec"]["selector"], gateway["spec"]["template"]["metadata"]["labels"])
@@ -123,21 +128,20 @@ def test_gateway_points_at_the_engine_service_and_its_config_loads(name: str, re
     volume = next(v for v in gateway["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"])
     assert volume["configMap"]["name"] == f"{RELEASE}-autotts-config"
     assert Path(config_path).name in docs[("ConfigMap", f"{RELEASE}-autotts-config")]["data"]
-    # the rendered file is one `autotts serve --config` accepts (the gateway has no SGLang adapter yet)
+    # the rendered file is one `autotts serve --config` accepts
     path = tmp_path / "gateway.yaml"
     path.write_text(yaml.safe_dump(config))
-    if config["engine"] in ENGINES:
-        loaded = GatewayConfig.load(path, env={})
-        assert (loaded.engine_url, loaded.host, loaded.model) == (config["engine_url"], "0.0.0.0", config["model"])
-    else:
-        assert config["engine"] == "sglang" and name == "sglang"
-        with pytest.raises(ConfigError, match="engine must be one of"):
-            GatewayConfig.load(path, env={})
+    assert config["engine"] in ENGINES
+    # (the controllers directory exists only in the pod: test_controller_artifacts_... loads it)
+    loaded = GatewayConfig.load(path, env={}, overrides={"controllers_dir": str(tmp_path)} if
+                                name == "controllers" else None)
+    assert (loaded.engine_url, loaded.engine_urls, loaded.host, loaded.model) == \
+        (config.get("engine_url"), config.get("engine_urls", []), "0.0.0.0", config["model"])
 
 
 def test_vllm_engine_has_prefix_caching_gpus_and_the_model(rendered) -> None:
     for name in ("default", "replicas"):
-        engine = _one(rendered[name], "Deployment", "engine")
+        engine = _one(rendered[name], "StatefulSet", "engine")
         container = engine["spec"]["template"]["spec"]["containers"][0]
         assert container["command"] == ["vllm", "serve"]
         args = container["args"]
@@ -150,7 +154,7 @@ def test_vllm_engine_has_prefix_caching_gpus_and_the_model(rendered) -> None:
 
 def test_sglang_engine_renders_its_own_server(rendered) -> None:
     docs = rendered["sglang"]
-    container = _one(docs, "Deployment", "engine")["spec"]["template"]["spec"]["containers"][0]
+    container = _one(docs, "StatefulSet", "engine")["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["python3", "-m", "sglang.launch_server"]
     args = container["args"]
     assert args[args.index("--model-path") + 1] == "Qwen/Qwen3-8B" and "--enable-metrics" in args
@@ -158,10 +162,46 @@ def test_sglang_engine_renders_its_own_server(rendered) -> None:
     assert _gateway_config(docs)["engine"] == "sglang"
 
 
-def test_several_engine_replicas_sit_behind_one_service(rendered) -> None:
+def test_sglang_gateway_config_builds_the_sglang_adapter_for_the_engine_service(rendered, tmp_path) -> None:
+    pytest.importorskip("httpx", reason="needs the serve extra")
+    from autotts.server.engines.factory import make_engine
+    from autotts.server.engines.sglang_http import SGLangHTTPEngine
+
+    docs = rendered["sglang"]
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(_gateway_config(docs)))
+    engine = make_engine(GatewayConfig.load(path, env={}))
+    service = docs[("Service", ENGINE_SVC)]
+    assert isinstance(engine, SGLangHTTPEngine)
+    assert engine.url == f"http://{ENGINE_SVC}:{service['spec']['ports'][0]['port']}"
+    container = _one(docs, "StatefulSet", "engine")["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    assert engine.model == args[args.index("--served-model-name") + 1] == "Qwen/Qwen3-8B"
+    assert args[args.index("--port") + 1] == str(container["ports"][0]["containerPort"])
+    assert service["spec"]["ports"][0]["targetPort"] in ("http", container["ports"][0]["containerPort"])
+
+
+def test_several_engine_replicas_are_each_named_in_the_gateway_config(rendered, tmp_path) -> None:
     docs = rendered["replicas"]
-    assert _one(docs, "Deployment", "engine")["spec"]["replicas"] == 3
-    assert [n for (k, n) in docs if k == "Service" and "engine" in n] == [ENGINE_SVC]
+    engine = _one(docs, "StatefulSet", "engine")
+    assert engine["spec"]["replicas"] == 3
+    # a headless Service gives every pod the DNS name <statefulset>-<i>.<service>, which the gateway pins
+    # each request to (prefix-cache locality); the ordinary Service stays for clients and monitoring
+    peers = docs[("Service", engine["spec"]["serviceName"])]
+    assert peers["spec"]["clusterIP"] == "None"
+    assert _matches(peers["spec"]["selector"], engine["spec"]["template"]["metadata"]["labels"])
+    port = peers["spec"]["ports"][0]["port"]
+    expected = [f"http://{engine['metadata']['name']}-{i}.{peers['metadata']['name']}:{port}" for i in range(3)]
+    config = _gateway_config(docs)
+    assert config["engine_urls"] == expected
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    pytest.importorskip("httpx", reason="needs the serve extra")
+    from autotts.server.engines.factory import make_engine
+
+    pool = make_engine(GatewayConfig.load(path, env={}))
+    assert [replica.url for replica in pool.replicas] == expected
+    assert sorted(n for (k, n) in docs if k == "Service" and "engine" in n) == [ENGINE_SVC, peers["metadata"]["name"]]
     assert _one(docs, "Deployment", "gateway")["spec"]["replicas"] == 3
     assert not any(k == "HorizontalPodAutoscaler" for k, _ in docs)
     assert "replicas" not in _one(rendered["default"], "Deployment", "gateway")["spec"]  # the HPA owns it
@@ -186,10 +226,47 @@ def test_arms_reach_the_gateway_config_and_roll_the_pods(rendered, tmp_path) -> 
     assert checksum(VALUE_SETS["arms"]) == checksum(copy.deepcopy(VALUE_SETS["arms"]))
 
 
+def test_controller_artifacts_are_mounted_loaded_and_hot_reloaded_not_rolled(tmp_path) -> None:
+    pytest.importorskip("fastapi", reason="needs the serve extra")
+    from autotts.controllers.artifact import save_artifact
+    from autotts.server.lifecycle import build_set
+
+    source = ("from autotts.controllers.builtins.sc import SelfConsistency\n\n"
+              "class Tuned(SelfConsistency):\n    name = 'tuned'\n    version = 3\n")
+    artifact = save_artifact(tmp_path / "made" / "tuned.json", source, single_file=True).read_text()
+    values = copy.deepcopy(VALUE_SETS["controllers"])
+    values["controllers"]["artifacts"]["tuned.json"] = artifact
+    docs = render(values)
+    config = _gateway_config(docs)
+    assert (config["allow_code"], config["reload_interval_s"]) == (True, 5)
+    gateway = _one(docs, "Deployment", "gateway")["spec"]["template"]["spec"]
+    mount = next(m for m in gateway["containers"][0]["volumeMounts"] if m["mountPath"] == config["controllers_dir"])
+    volume = next(v for v in gateway["volumes"] if v["name"] == mount["name"])
+    data = docs[("ConfigMap", volume["configMap"]["name"])]["data"]
+    assert set(data) == {"tuned.json"}
+    # what the pod sees at the mount path, loaded the way the gateway loads it (hash checked, code allowed)
+    mounted = tmp_path / "mounted"
+    mounted.mkdir()
+    (mounted / "tuned.json").write_text(data["tuned.json"])
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    loaded = build_set(GatewayConfig.load(path, env={}, overrides={"controllers_dir": str(mounted)}))
+    entry = next(e for e in loaded.entries if e["name"] == "tuned")
+    assert (entry["version"], entry["sha256"]) == ("3", json.loads(artifact)["sha256"])
+    assert "controllers_dir" not in _gateway_config(render({}))
+
+    def checksum(values: dict) -> str:
+        gateway = _one(render(values), "Deployment", "gateway")
+        return gateway["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+    edited = copy.deepcopy(VALUE_SETS["controllers"])
+    edited["controllers"]["artifacts"]["tuned.json"] = '{"edited": true}'
+    assert checksum(edited) == checksum(VALUE_SETS["controllers"])  # no restart: the gateway reloads it
+
+
 @pytest.mark.parametrize("name", VALUE_SETS)
 def test_every_container_has_probes_resources_and_the_gateway_runs_unprivileged(name: str, rendered) -> None:
     for (kind, obj), doc in rendered[name].items():
-        if kind != "Deployment":
+        if kind not in ("Deployment", "StatefulSet"):
             continue
         for container in doc["spec"]["template"]["spec"]["containers"]:
             assert container["readinessProbe"]["httpGet"]["path"] == "/health", obj
@@ -228,7 +305,7 @@ def test_admin_token_secret_reaches_the_gateway_env(rendered) -> None:
 def test_network_policy_admits_only_the_gateway_to_the_engine(rendered) -> None:
     docs = rendered["default"]
     policy = _one(docs, "NetworkPolicy")
-    engine = _one(docs, "Deployment", "engine")["spec"]["template"]["metadata"]["labels"]
+    engine = _one(docs, "StatefulSet", "engine")["spec"]["template"]["metadata"]["labels"]
     gateway = _one(docs, "Deployment", "gateway")["spec"]["template"]["metadata"]["labels"]
     assert _matches(policy["spec"]["podSelector"]["matchLabels"], engine)
     peers = policy["spec"]["ingress"][0]["from"]

@@ -76,3 +76,13 @@ def test_candidates_whose_tokens_fall_with_beta_are_rejected_or_flagged(tmp_path
     if policy == "reject":
         assert "must not decrease as beta grows" in record["errors"][0]
     assert evaluate_source(VALID, config)["beta_check"] == []
+
+
+def test_baselines_lower_n_to_the_branches_every_question_has(tmp_path) -> None:
+    from autotts.discovery.baselines import builtin_points
+
+    path = tiny_store_file(tmp_path, branches=8)
+    points = builtin_points([str(path)], (0.5,), seeds=2, workers=1)
+    by_controller = {p["controller"]: p for p in points}
+    assert by_controller["sc"]["spec"] == "sc:n=8" and by_controller["esc"]["spec"] == "esc:n=8"
+    assert all(p["failed"] == 0 for p in points), [(p["spec"], p["failed"]) for p in points]

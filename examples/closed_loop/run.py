@@ -1,0 +1,267 @@
+#!/usr/bin/env python3
+"""The closed loop in one script: collect trajectories live, discover a controller on them, serve it.
+
+1. build the tiny random-weight model (`autotts tiny-model`; no downloads),
+2. start vLLM's OpenAI server on CPU with prefix caching (skipped with --engine-url),
+3. `autotts collect` a small replay store from it (N probed traces per question),
+4. `autotts discover --explorer local` on that store (a short run) → a controller artifact,
+5. `autotts serve` the artifact through the gateway under the alias ``discovered`` (allow_code),
+6. send chat requests with the official `openai` client,
+7. scrape the gateway's /metrics and print the ``autotts_*`` counters of the discovered controller.
+
+Every process it starts is stopped on exit, on Ctrl-C and on SIGTERM. The tiny model writes meaningless
+text, so answers are random strings: the point is the plumbing (token IDs, probes, prefix cache, artifact
+loading, metrics), which is the same with a real model. See README.md next to this file.
+
+    python examples/closed_loop/run.py --workdir /tmp/closed-loop
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ALIAS = "discovered"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="examples:\n"
+                                       "  python examples/closed_loop/run.py --workdir /tmp/closed-loop\n"
+                                       "  python examples/closed_loop/run.py --engine-url http://127.0.0.1:8000 "
+                                       "--served-model-name tiny   # reuse a running vLLM")
+    p.add_argument("--workdir", help="where the model, store, discovery run and logs go (default: a new temp dir)")
+    p.add_argument("--engine-url", help="use this running vLLM server (serving --served-model-name) instead of "
+                                        "building the tiny model and starting one")
+    p.add_argument("--served-model-name", default="tiny", help="the engine's model name (default tiny)")
+    p.add_argument("--vllm-python", default=os.environ.get("AUTOTTS_VLLM_PYTHON") or sys.executable,
+                   help="Python that has vllm installed (default: this one, or $AUTOTTS_VLLM_PYTHON)")
+    p.add_argument("--questions", default=str(HERE / "questions.jsonl"), help="question file (default: the "
+                                                                               "bundled questions.jsonl)")
+    p.add_argument("--limit", type=int, default=3, help="questions to collect (default 3)")
+    p.add_argument("--traces", type=int, default=8, help="traces per question (default 8)")
+    p.add_argument("--segment-tokens", type=int, default=32, help="Δ (default 32)")
+    p.add_argument("--max-tokens", type=int, default=96, help="trace length cap (default 96)")
+    p.add_argument("--requests", type=int, default=2, help="chat requests sent to the gateway (default 2)")
+    p.add_argument("--beta", type=float, default=0.5, help="β of the served artifact (default 0.5)")
+    p.add_argument("--summary", help="also write the summary as JSON to this file")
+    return p.parse_args(argv)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Processes:
+    """Child processes (each in its own session), stopped together on exit."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.children: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        log = open(self.logs / f"{name}.log", "w")  # noqa: SIM115 - the child owns it until it exits
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        log.close()
+        self.children.append((name, proc))
+        return proc
+
+    def wait_healthy(self, name: str, proc: subprocess.Popen, url: str, timeout_s: float) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}; log: {self.logs / (name + '.log')}\n"
+                                   f"{tail(self.logs / (name + '.log'))}")
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} not healthy after {timeout_s:.0f}s; log: {self.logs / (name + '.log')}")
+            time.sleep(0.5)
+
+    def stop_all(self) -> None:
+        for name, proc in reversed(self.children):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                print(f"stopped {name} (pid {proc.pid})", flush=True)
+        self.children.clear()
+
+
+def tail(path: Path, n: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+def autotts(args: list[str], log: Path, timings: dict[str, float], step: str) -> None:
+    """Run one `autotts` command (this interpreter), its output to `log`; fail with its tail."""
+    start = time.perf_counter()
+    with open(log, "w") as fh:
+        code = subprocess.run([sys.executable, "-m", "autotts.cli.main", *args], stdout=fh,
+                              stderr=subprocess.STDOUT).returncode
+    timings[step] = round(time.perf_counter() - start, 1)
+    if code != 0:
+        raise RuntimeError(f"autotts {args[0]} failed ({code}); log: {log}\n{tail(log)}")
+    print(f"[{step}] {timings[step]:.1f}s  ({log.name})", flush=True)
+
+
+def start_vllm(ns: argparse.Namespace, work: Path, procs: Processes, timings: dict[str, float]) -> str:
+    model = work / "model"
+    if not (model / "config.json").is_file():
+        start = time.perf_counter()
+        with open(procs.logs / "tiny-model.log", "w") as fh:
+            code = subprocess.run([ns.vllm_python, "-m", "autotts.cli.main", "tiny-model", str(model),
+                                   "--vocab-size", "1024"], stdout=fh, stderr=subprocess.STDOUT).returncode
+        if code != 0:
+            raise RuntimeError(f"tiny-model failed; log: {procs.logs / 'tiny-model.log'}")
+        timings["tiny_model"] = round(time.perf_counter() - start, 1)
+        print(f"[tiny_model] {timings['tiny_model']:.1f}s -> {model}", flush=True)
+    port = free_port()
+    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "TORCHDYNAMO_DISABLE": "1",
+           "VLLM_CACHE_ROOT": str(work / "vllm-cache")}
+    start = time.perf_counter()
+    proc = procs.start("vllm", [ns.vllm_python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
+                                "--served-model-name", ns.served_model_name, "--enforce-eager",
+                                "--kv-cache-memory-bytes", str(256 * 2**20), "--block-size", "32",
+                                "--enable-prefix-caching", "--enable-prompt-tokens-details",
+                                "--host", "127.0.0.1", "--port", str(port)], env=env)
+    url = f"http://127.0.0.1:{port}"
+    procs.wait_healthy("vllm", proc, url, timeout_s=600)
+    timings["vllm_start"] = round(time.perf_counter() - start, 1)
+    print(f"[vllm_start] {timings['vllm_start']:.1f}s -> {url}", flush=True)
+    return url
+
+
+def discovered_artifact(run_dir: Path) -> Path:
+    report = json.loads((run_dir / "report.json").read_text())
+    finalists = [f for f in report["finalists"] if f.get("artifact")]
+    if not finalists:
+        raise RuntimeError(f"discovery wrote no artifact; see {run_dir / 'report.md'}")
+    path = Path(finalists[0]["artifact"])
+    return path if path.is_absolute() else (Path.cwd() / path).resolve()
+
+
+def send_requests(gateway: str, ns: argparse.Namespace, questions: list[str]) -> list[dict]:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=gateway + "/v1", api_key="not-needed", timeout=900, max_retries=0)
+    out = []
+    for i in range(ns.requests):
+        question = questions[i % len(questions)]
+        start = time.perf_counter()
+        response = client.chat.completions.create(model=ALIAS, messages=[{"role": "user", "content": question}],
+                                                  max_tokens=ns.max_tokens, seed=i)
+        tts = (response.model_dump().get("tts") or {})
+        item = {"question": question, "answer": response.choices[0].message.content,
+                "completion_tokens": response.usage.completion_tokens, "controller": tts.get("controller"),
+                "branches": tts.get("branches"), "wall_s": round(time.perf_counter() - start, 1)}
+        print(f"[request {i}] {item['wall_s']:.1f}s controller={item['controller']} branches={item['branches']} "
+              f"tokens={item['completion_tokens']} answer={item['answer']!r:.40}", flush=True)
+        out.append(item)
+    return out
+
+
+def scrape(gateway: str, controller: str) -> list[str]:
+    """The gateway's autotts_* samples of `controller` (token counters, requests, branches, probes, ...)."""
+    import httpx
+
+    text = httpx.get(gateway + "/metrics", timeout=10).text
+    return [line for line in text.splitlines()
+            if line.startswith("autotts_") and f'controller="{controller}"' in line
+            and "_bucket{" not in line and "_created{" not in line]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = parse_args(argv)
+    work = Path(ns.workdir or tempfile.mkdtemp(prefix="autotts-closed-loop-")).resolve()
+    logs = work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    procs = Processes(logs)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally below
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C, even if started with SIGINT ignored
+    timings: dict[str, float] = {}
+    total = time.perf_counter()
+    print(f"workdir: {work}", flush=True)
+    try:
+        engine_url = (ns.engine_url or "").rstrip("/") or start_vllm(ns, work, procs, timings)
+        store = work / "stores" / "tiny" / "closed_loop.parquet"  # kept: a rerun in this workdir reuses it
+        autotts(["collect", "--engine", "vllm", "--engine-url", engine_url, "--model", ns.served_model_name,
+                 "--questions", ns.questions, "--limit", str(ns.limit), "--n", str(ns.traces),
+                 "--segment-tokens", str(ns.segment_tokens), "--max-tokens", str(ns.max_tokens),
+                 "--probe-max-tokens", "4", "--temperature", "1.0", "--ignore-eos", "--model-name", "tiny",
+                 "--out", str(store), "--no-progress", "--resume"], logs / "collect.log", timings, "collect")
+        print("   " + tail(logs / "collect.log", 2).splitlines()[0], flush=True)
+        run_dir = work / "discover"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        autotts(["discover", "--explorer", "local", "--data", str(store), "--rounds", "1", "--population", "2",
+                 "--search-seeds", "2", "--betas", "0,0.5,1", "--top-k", "1", "--workers", "1", "--time-limit", "3",
+                 "--out", str(run_dir), "--no-progress"], logs / "discover.log", timings, "discover")
+        artifact = discovered_artifact(run_dir)
+        manifest = json.loads((artifact / "manifest.json").read_text())
+        print(f"   artifact: {artifact} (controller {manifest['name']})", flush=True)
+
+        port = free_port()
+        config = {"engine": "vllm", "engine_url": engine_url, "model": ns.served_model_name,
+                  "aliases": {ALIAS: f"{artifact}:beta={ns.beta}"}, "allow_code": True, "controller": "cmc:beta=0.5",
+                  "segment_tokens": ns.segment_tokens, "probe_max_tokens": 4, "ignore_eos": True,
+                  "temperature": 1.0, "default_max_tokens": ns.max_tokens, "host": "127.0.0.1", "port": port}
+        (work / "gateway.json").write_text(json.dumps(config, indent=1))
+        start = time.perf_counter()
+        gateway_proc = procs.start("gateway", [sys.executable, "-m", "autotts.cli.main", "serve", "--config",
+                                               str(work / "gateway.json"), "--log-level", "warning"])
+        gateway = f"http://127.0.0.1:{port}"
+        procs.wait_healthy("gateway", gateway_proc, gateway, timeout_s=300)
+        timings["gateway_start"] = round(time.perf_counter() - start, 1)
+        print(f"[gateway_start] {timings['gateway_start']:.1f}s -> {gateway}/v1 (model {ALIAS!r})", flush=True)
+
+        from autotts.offline.questions import read_questions
+
+        questions = [q.question for q in read_questions(ns.questions, limit=ns.limit)]
+        start = time.perf_counter()
+        answers = send_requests(gateway, ns, questions)
+        timings["requests"] = round(time.perf_counter() - start, 1)
+        metrics = scrape(gateway, manifest["name"])
+        print("gateway /metrics (autotts_*):\n  " + "\n  ".join(metrics), flush=True)
+        timings["total"] = round(time.perf_counter() - total, 1)
+        summary = {"workdir": str(work), "engine_url": engine_url, "store": str(store), "artifact": str(artifact),
+                   "controller": manifest["name"], "alias": ALIAS, "answers": answers, "metrics": metrics,
+                   "timings": timings, "pids": {name: proc.pid for name, proc in procs.children}}
+        if ns.summary:
+            Path(ns.summary).write_text(json.dumps(summary, indent=1))
+        print(f"done in {timings['total']:.0f}s: {json.dumps(timings)}", flush=True)
+        return 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:
+        print(f"closed loop failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        procs.stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
