@@ -49,14 +49,28 @@ app.kubernetes.io/component: engine
 
 {{/* The gateway's config file: the YAML `autotts serve --config` reads (keys of GatewayConfig). */}}
 {{- define "autotts.gatewayConfig" -}}
+{{- $engine := include "autotts.engineName" . }}
 {{- $cfg := dict
   "engine" .Values.engine.kind
-  "engine_url" (printf "http://%s:%v" (include "autotts.engineName" .) .Values.engine.port)
   "model" (include "autotts.servedModel" .)
   "controller" .Values.gateway.controller
   "segment_tokens" .Values.gateway.segmentTokens
   "host" "0.0.0.0"
   "port" 8000 }}
+{{- if gt (int .Values.engine.replicas) 1 }}
+{{- $urls := list }}
+{{- range $i := until (int .Values.engine.replicas) }}
+{{- $urls = append $urls (printf "http://%s-%d.%s-peers:%v" $engine $i $engine $.Values.engine.port) }}
+{{- end }}
+{{- $_ := set $cfg "engine_urls" $urls }}
+{{- else }}
+{{- $_ := set $cfg "engine_url" (printf "http://%s:%v" $engine .Values.engine.port) }}
+{{- end }}
+{{- if .Values.controllers.artifacts }}
+{{- $_ := set $cfg "controllers_dir" "/etc/autotts-controllers" }}
+{{- $_ := set $cfg "allow_code" .Values.controllers.allowCode }}
+{{- $_ := set $cfg "reload_interval_s" .Values.controllers.reloadSeconds }}
+{{- end }}
 {{- if .Values.gateway.aliases }}
 {{- $_ := set $cfg "aliases" .Values.gateway.aliases }}
 {{- end }}
