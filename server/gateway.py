@@ -1,10 +1,11 @@
 """The gateway's serving logic between the HTTP routes and the executor.
 
-`Gateway` holds what lives as long as the app (engine, replay catalog, controller selector, metrics,
-the concurrency counter). Per request, `prepare` validates caps, picks the controller, resolves the
-model and builds one branch backend per choice (`n`); `run` executes the episodes and records
-metrics; `summary` turns outcomes into the response's `usage` and `tts` objects. A/B arms are picked
-by the selector (server/arms.py); finished completions are remembered for ``POST /v1/feedback``
+`Gateway` holds what lives as long as the app (engine or replica pool, replay catalog, the loaded
+controllers, metrics, the concurrency counter, traffic capture). Per request, `prepare` validates caps,
+picks the controller, resolves the model, leases an engine replica and builds one branch backend per
+choice (`n`); `run` executes the episodes (moving the request whole to another replica if its own goes
+down) and records metrics; server/summary.py turns outcomes into the response. A/B arms are picked by
+the selector (server/arms.py); finished completions are remembered for ``POST /v1/feedback``
 (server/feedback.py); a controller that fails, or ends without an answer, falls back to one plain
 completion when ``fallback: plain`` (counted in ``autotts_fallbacks_total``).
 """
@@ -34,7 +35,7 @@ from .executor import Caps, EpisodeOutcome, run_episode
 from .feedback import CompletionRecord, FeedbackStore
 from .lifecycle import ControllerLifecycle
 from .metrics import GatewayMetrics
-from .protocol import ChatCompletionRequest, CompletionRequest, new_id, usage_dict
+from .protocol import ChatCompletionRequest, CompletionRequest, new_id
 from .replay import ReplayBranchBackend, ReplayCatalog, bundled_stores, estimate_tokens
 from .selection import ControllerSelector, Selection
 
@@ -403,40 +404,6 @@ class Gateway:
         """Count a request that failed before it became a job (bad input, unknown model, ...)."""
         labels = {"controller": "-", "controller_version": "-", "arm": "-", "model": "-"}
         self.metrics.requests.labels(**labels, status=str(status)).inc()
-
-    # --- response pieces -------------------------------------------------------------------
-    def summary(self, job: Job, outcomes: list[EpisodeOutcome]) -> tuple[list[tuple], dict, dict]:
-        """(choices as (content, reasoning, finish_reason), usage, tts)."""
-        ledgers = [b.ledger for b in job.backends]
-        usage = usage_dict(sum(x.prompt_tokens for x in ledgers), sum(x.completion_tokens for x in ledgers),
-                           sum(x.cached_tokens for x in ledgers))
-        choices = [(o.answer, o.reasoning, "length" if o.budget_exhausted else "stop") for o in outcomes]
-        episodes = [self.episode_tts(job, i, o) for i, o in enumerate(outcomes)]
-        tts = episodes[0] if len(episodes) == 1 else {**_totals(episodes), "episodes": episodes}
-        return choices, usage, tts
-
-    def episode_tts(self, job: Job, index: int, o: EpisodeOutcome) -> dict[str, Any]:
-        ledger, sel = o.ledger, job.selection
-        return {"controller": sel.name, "spec": job.controller.spec if sel.controller else "none",
-                "version": sel.version, "beta": job.controller.beta, "arm": sel.arm, "source": sel.source,
-                "engine": self.config.engine, "seed": job.seeds[index], **job.source,
-                "branches": len(o.obs.branches), "pruned": o.prunes, "probes": o.probes, "rounds": o.rounds,
-                "engine_calls": ledger.calls, "decode_tokens": ledger.decode_tokens,
-                "probe_tokens": ledger.probe_tokens, "cached_tokens": ledger.cached_tokens,
-                "prompt_tokens": ledger.prompt_tokens, "tokens_spent": o.obs.tokens_spent,
-                "votes": o.votes, "answer": o.answer, "winner_branch": o.winner,
-                "budget_exhausted": o.budget_exhausted, "wall_s": round(o.wall_s, 4),
-                **({"fallback": job.fallbacks[index]} if index in job.fallbacks else {})}
-
-
-_SUMMED = ("branches", "pruned", "probes", "rounds", "engine_calls", "decode_tokens", "probe_tokens",
-           "cached_tokens", "prompt_tokens", "tokens_spent")
-
-
-def _totals(episodes: list[dict[str, Any]]) -> dict[str, Any]:
-    first = episodes[0]
-    keep = {k: first[k] for k in ("controller", "spec", "version", "beta", "arm", "source", "engine")}
-    return {**keep, **{k: sum(e[k] for e in episodes) for k in _SUMMED}}
 
 
 def _cap(param: str, value: int | None, cap: int) -> None:

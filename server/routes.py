@@ -17,6 +17,7 @@ from .metrics import CONTENT_TYPE_LATEST
 from .protocol import ChatCompletionRequest, CompletionRequest, FeedbackRequest, chat_response, completion_response
 from .selection import HEADER
 from .streaming import episode_stream
+from .summary import summary
 
 __all__ = ["router"]
 
@@ -87,7 +88,7 @@ async def _serve(kind: str, body: ChatCompletionRequest | CompletionRequest, req
     outcomes = await _until_disconnect(request, task)
     if outcomes is None:
         return Response(status_code=499)  # nobody is listening any more
-    choices, usage, tts = gateway.summary(job, outcomes)
+    choices, usage, tts = summary(job, outcomes, gateway.config.engine)
     build = chat_response if kind == "chat" else completion_response
     return JSONResponse(build(job.rid, job.model, choices, usage, tts))
 

@@ -22,6 +22,7 @@ from typing import Any
 from .errors import GatewayError, error_body
 from .gateway import Gateway, Job
 from .protocol import chat_chunk, completion_chunk
+from .summary import episode_tts, summary
 
 __all__ = ["DONE", "episode_stream", "sse"]
 
@@ -74,14 +75,14 @@ async def episode_stream(gateway: Gateway, job: Job) -> AsyncIterator[str]:
     finally:
         if not task.done():  # client went away (or the stream was closed): stop every engine call
             task.cancel()
-    choices, usage, tts = gateway.summary(job, outcomes)
+    choices, usage, tts = summary(job, outcomes, gateway.config.engine)
     for i, (content, reasoning, finish) in enumerate(choices):
         if chat and reasoning:
             for piece in _pieces(reasoning, 1024):
                 yield chunk(i, delta={"reasoning_content": piece})
         for piece in _pieces(content or "", 16):
             yield chunk(i, delta={"content": piece})
-        yield chunk(i, finish=finish, tts=gateway.episode_tts(job, i, outcomes[i]))
+        yield chunk(i, finish=finish, tts=episode_tts(job, i, outcomes[i], gateway.config.engine))
     if job.include_usage:
         yield chunk(usage=usage, tts=tts, choices=False)
     yield DONE

@@ -1,4 +1,5 @@
-"""Tiny hand-made stores for tests whose answers can be worked out by hand."""
+"""Test helpers: tiny hand-made stores whose answers can be worked out by hand, and a gateway app driven
+over ASGI (no socket) with its lifespan."""
 
 from __future__ import annotations
 
@@ -22,3 +23,18 @@ def store_in_opening_order(branches: list[Branch], *, seed: int = 0, gold: str =
 def short(final: str, tokens: int = 500) -> Branch:
     """A branch with one probe (its final answer)."""
     return ([final], tokens, final)
+
+
+def run_app(app, requests):
+    """Run `requests(client)` (an async function of an httpx client) against `app`; return its result."""
+    import asyncio
+
+    import httpx
+
+    async def go():
+        transport = httpx.ASGITransport(app=app)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport,
+                                                                       base_url="http://gw") as client:
+            return await requests(client)
+
+    return asyncio.run(go())

@@ -15,7 +15,6 @@ import pytest
 
 pytest.importorskip("fastapi", reason="needs the serve extra: pip install 'autotts[serve]'")
 
-import httpx
 from autotts.cli.main import main
 from autotts.controllers.artifact import save_artifact, source_hash
 from autotts.controllers.errors import AutoTTSError
@@ -26,6 +25,8 @@ from autotts.offline.evaluate import bundled_data_dir
 from autotts.offline.store import load_store
 from autotts.server.app import build_app
 from autotts.server.config import GatewayConfig
+
+from tests.helpers import run_app
 
 STORE = bundled_data_dir() / "Qwen3-8B" / "aime25.parquet"
 QUESTIONS = load_store(STORE).questions
@@ -80,14 +81,7 @@ def config(directory: Path | None, **extra) -> GatewayConfig:
 def call(cfg: GatewayConfig, requests):
     """Run `requests(client, app)` (async) against a fresh app, lifespan included."""
     app = build_app(cfg)
-
-    async def go():
-        transport = httpx.ASGITransport(app=app)
-        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport,
-                                                                       base_url="http://gw") as client:
-            return await requests(client, app)
-
-    return asyncio.run(go())
+    return run_app(app, lambda client: requests(client, app))
 
 
 def chat(model: str, q: int = 0, **extra) -> dict:

@@ -15,13 +15,14 @@ import pytest
 
 pytest.importorskip("fastapi", reason="needs the serve extra: pip install 'autotts[serve]'")
 
-import httpx
 from autotts.offline.evaluate import bundled_data_dir
 from autotts.offline.store import load_store
 from autotts.server.app import build_app
 from autotts.server.config import GatewayConfig
 from autotts.server.engines.fake import FakeEngine
 from autotts.server.gateway import Gateway
+
+from tests.helpers import run_app
 
 STORE = bundled_data_dir() / "Qwen3-8B" / "aime25.parquet"
 QUESTIONS = load_store(STORE).questions
@@ -31,14 +32,7 @@ def call(requests, *, config: dict | None = None, engine=None):
     """Run `requests(client)` (an async function) against a fresh app; return its result."""
     cfg = GatewayConfig.load(overrides={"stores": [str(STORE)], **(config or {})})
     app = build_app(gateway=Gateway(cfg, engine=engine)) if engine else build_app(cfg)
-
-    async def go():
-        transport = httpx.ASGITransport(app=app)
-        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport,
-                                                                       base_url="http://gw") as client:
-            return await requests(client)
-
-    return asyncio.run(go())
+    return run_app(app, requests)
 
 
 def chat(question: str = QUESTIONS[0], **extra) -> dict:

@@ -6,7 +6,6 @@ split/accuracy check over a real socket is tests/integration/test_gateway_ab.py.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 
@@ -14,7 +13,6 @@ import pytest
 
 pytest.importorskip("fastapi", reason="needs the serve extra: pip install 'autotts[serve]'")
 
-import httpx
 from autotts.controllers import load, save_artifact
 from autotts.offline.env import ReplayEnv
 from autotts.offline.episode import run_episode
@@ -25,6 +23,8 @@ from autotts.server.app import build_app
 from autotts.server.arms import Arm, ArmAssigner, parse_arms, unit_hash
 from autotts.server.config import ConfigError, GatewayConfig
 
+from tests.helpers import run_app
+
 STORE = bundled_data_dir() / "Qwen3-8B" / "aime25.parquet"
 STORE_DATA = load_store(STORE)
 ARMS = [{"name": "a", "controller": "sc:n=4"}, {"name": "b", "controller": "cmc", "beta": 0.2, "weight": 1}]
@@ -32,14 +32,7 @@ ARMS = [{"name": "a", "controller": "sc:n=4"}, {"name": "b", "controller": "cmc"
 
 def call(requests, **config):
     app = build_app(GatewayConfig.load(overrides={"stores": [str(STORE)], **config}))
-
-    async def go():
-        transport = httpx.ASGITransport(app=app)
-        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport,
-                                                                       base_url="http://gw") as client:
-            return await requests(client)
-
-    return asyncio.run(go())
+    return run_app(app, requests)
 
 
 def chat(q: int = 0, **extra) -> dict:
