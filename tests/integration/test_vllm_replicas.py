@@ -149,7 +149,8 @@ def _running(url: str) -> float:
 def test_killing_one_replica_under_load_moves_its_requests_to_the_other(servers) -> None:
     (url_a, proc_a), (url_b, proc_b) = servers
     with gateway([url_a, url_b]) as gw, ThreadPoolExecutor(8) as pool:
-        payloads = [body(f"kill{i}", max_tokens=192, stream=bool(i % 2)) for i in range(4)]
+        # long enough to be seen running on both servers even on a quiet machine (the tiny model is fast)
+        payloads = [body(f"kill{i}", max_tokens=768, stream=bool(i % 2)) for i in range(4)]
         futures = [pool.submit(_post, gw, p) for p in payloads]
         deadline = time.monotonic() + 120
         while True:  # every request pinned, and both servers busy
@@ -189,7 +190,7 @@ def test_killing_one_replica_under_load_moves_its_requests_to_the_other(servers)
               f"done on b first: {len(done_on_b)}; 502: {failed}; all settled {settled:.1f} s after the kill")
 
         # the survivor goes too, with a request on it: nowhere left to go, a clean 502
-        future = pool.submit(_post, gw, body("last", max_tokens=192))
+        future = pool.submit(_post, gw, body("last", max_tokens=4096))
         deadline = time.monotonic() + 60
         while _running(url_a) <= 0:
             assert time.monotonic() < deadline and not future.done(), "no load on the survivor"
