@@ -67,8 +67,7 @@ def save_artifact(path: str | Path, source: str, *, entry: str | None = None, sc
     manifest: dict[str, Any] = {
         "format": ARTIFACT_FORMAT, "name": cls.name, "version": cls.version, "entry": cls.__name__,
         "description": cls.description, "sha256": source_hash(source),
-        "parameters": {k: {"type": p.type.__name__, "default": p.default, "low": p.low, "high": p.high,
-                           "help": p.help} for k, p in cls.parameters.items()},
+        "parameters": {k: p.describe() for k, p in cls.parameters.items()},
         "beta": None if cls.beta_range is None else {"range": list(cls.beta_range), "default": cls.default_beta},
         "schedule": table[:: max(1, len(table) // 10)] if table else [],
         "scorecard": scorecard or {}, "provenance": provenance or {},

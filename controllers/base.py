@@ -39,6 +39,11 @@ class Param:
     high: float | None = None
     help: str = ""
 
+    def describe(self) -> dict[str, Any]:
+        """The parameter as plain JSON (artifact manifests, ``GET /v1/controllers``)."""
+        return {"type": self.type.__name__, "default": self.default, "low": self.low, "high": self.high,
+                "help": self.help}
+
     def coerce(self, name: str, owner: str, value: Any) -> Any:
         """`value` converted to this parameter's type and checked against its bounds."""
         where = f"parameter {name!r} of controller {owner!r}"

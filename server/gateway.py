@@ -258,20 +258,10 @@ class Gateway:
 
         A replica found down while tokenizing (nothing ran yet) is taken out and the next one leased.
         """
-        pool = self.engine if isinstance(self.engine, ReplicaPool) else None
-        if pool is None:
+        if not isinstance(self.engine, ReplicaPool):
             return None, await self._prompt_ids(kind, body, self.engine)
-        tried: tuple[str, ...] = ()
-        while True:
-            lease = await pool.lease(exclude=tried)  # raises EngineDown (502) once none is left
-            try:
-                return lease, await self._prompt_ids(kind, body, lease)
-            except EngineDown:
-                lease.release()
-                tried += (lease.url,)
-            except BaseException:
-                lease.release()
-                raise
+        # raises EngineDown (502) once no replica is left
+        return await self.engine.first(lambda engine: self._prompt_ids(kind, body, engine))
 
     async def _prompt_ids(self, kind, body, engine) -> list[int]:
         if kind == "chat":

@@ -237,8 +237,7 @@ def _describe(kind: str, name: str, spec: str, selection: Selection, paths: dict
         description=controller.description, beta=controller.beta,
         beta_range=None if cls.beta_range is None else list(cls.beta_range), default_beta=cls.default_beta,
         params=dict(controller.params),
-        parameters={k: {"type": p.type.__name__, "default": p.default, "low": p.low, "high": p.high, "help": p.help}
-                    for k, p in cls.parameters.items()})
+        parameters={k: p.describe() for k, p in cls.parameters.items()})
     if cls in paths:
         manifest = {k: v for k, v in getattr(cls, "manifest", {}).items() if k != "source"}
         entry.update(source="artifact", path=paths[cls], sha256=manifest.get("sha256"), manifest=manifest)

@@ -217,16 +217,28 @@ class ReplicaPool:
         return any(results)
 
     # --- the pool as one engine (calls that need no affinity) ---------------------------------
-    async def _any(self, call: Callable[[TokenEngine], Awaitable[T]]) -> T:
+    async def first(self, call: Callable[[TokenEngine], Awaitable[T]], *,
+                    request: bool = True) -> tuple[Lease, T]:
+        """`call(engine)` on the least-loaded replica, moving on to the next while replicas are down.
+
+        Returns the lease with the result (the caller releases it); any other error releases it.
+        """
         tried: tuple[str, ...] = ()
         while True:
-            lease = await self.lease(exclude=tried, request=False)
+            lease = await self.lease(exclude=tried, request=request)
             try:
-                return await lease.run(call)
+                return lease, await lease.run(call)
             except EngineDown:
-                tried += (lease.url,)
-            finally:
                 lease.release()
+                tried += (lease.url,)
+            except BaseException:
+                lease.release()
+                raise
+
+    async def _any(self, call: Callable[[TokenEngine], Awaitable[T]]) -> T:
+        lease, result = await self.first(call, request=False)
+        lease.release()
+        return result
 
     async def tokenize_chat(self, messages: list[dict[str, Any]], **template_kwargs: Any) -> list[int]:
         return await self._any(lambda e: e.tokenize_chat(messages, **template_kwargs))
@@ -244,31 +256,14 @@ class ReplicaPool:
 
     async def _passthrough(self, path: str, body: dict[str, Any]) -> Any:
         """Controller `none`: the request as is to the least-loaded replica (the next one if it is down)."""
-        tried: tuple[str, ...] = ()
-        while True:
-            lease = await self.lease(exclude=tried)
-            try:
-                return await lease.run(lambda e: e.passthrough(path, body))  # type: ignore[attr-defined]
-            except EngineDown:
-                tried += (lease.url,)
-            finally:
-                lease.release()
+        lease, result = await self.first(lambda e: e.passthrough(path, body))  # type: ignore[attr-defined]
+        lease.release()
+        return result
 
     async def _passthrough_stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
         """The first replica that accepts the request streams it; a replica dying mid-stream ends it."""
-        tried: tuple[str, ...] = ()
-        while True:
-            lease = await self.lease(exclude=tried)
-            try:
-                stream = await lease.run(lambda e: e.passthrough_stream(path, body))  # type: ignore[attr-defined]
-            except EngineDown:
-                lease.release()
-                tried += (lease.url,)
-                continue
-            except BaseException:
-                lease.release()
-                raise
-            return _released(stream, lease)
+        lease, stream = await self.first(lambda e: e.passthrough_stream(path, body))  # type: ignore[attr-defined]
+        return _released(stream, lease)
 
 
 async def _released(stream: AsyncIterator[bytes], lease: Lease) -> AsyncIterator[bytes]:
