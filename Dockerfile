@@ -16,6 +16,7 @@ COPY offline/ offline/
 COPY discovery/ discovery/
 COPY server/ server/
 COPY cli/ cli/
+COPY sandbox/ sandbox/
 RUN pip install ".[serve]" \
     && useradd --create-home --uid 10001 --user-group autotts \
     && rm -rf /src
