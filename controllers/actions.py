@@ -1,11 +1,16 @@
-"""The five actions a controller can return, and the one table of when each is legal.
+"""The five actions a controller can return.
 
-Actions are frozen, slotted dataclasses validated on construction. A controller returns a *batch*
-(list) of actions per step; drivers apply them in list order, so the order is part of the decision
-(for example which branch finishes first).
+Actions are immutable and validated on construction. Each is a 4-tuple ``(kind, x, segments,
+probe)`` underneath: the same compact form the episode machine applies and the sandbox sends
+across its process boundary, so no action is ever converted on the hot path. A controller returns
+a *batch* (list) of actions per step; they are applied in list order, so the order is part of the
+decision (for example which branch finishes first). Which action is legal when is decided by the
+episode machine (`autotts.controllers.episode`), in one table.
 
 >>> Continue(3, segments=2)
 Continue(branch=3, segments=2, probe=True)
+>>> Continue(3) == Continue(3, 1, True), Continue(3) == Probe(3)
+(True, False)
 >>> Branch(0)
 Traceback (most recent call last):
 ...
@@ -14,103 +19,160 @@ autotts.controllers.errors.IllegalActionError: Branch.n must be a positive int, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from .errors import IllegalActionError
 
-__all__ = ["Action", "Answer", "Branch", "Continue", "Probe", "Prune", "illegal_reason"]
+__all__ = ["ACTION_TYPES", "Action", "Answer", "Branch", "Continue", "Probe", "Prune", "action_dict",
+           "action_from_dict", "from_wire"]
+
+# kind codes: the first element of every action tuple
+BRANCH, CONTINUE, PROBE, PRUNE, ANSWER = range(5)
 
 
-def _check_segments(kind: str, segments: int | None) -> None:
-    if segments is not None and (type(segments) is not int or segments < 1):
-        raise IllegalActionError(f"{kind}.segments must be a positive int or None, got {segments!r}")
+def _bad_segments(kind: str, segments: object) -> IllegalActionError:
+    return IllegalActionError(f"{kind}.segments must be a positive int or None, got {segments!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class Branch:
+def _bad_branch(kind: str, branch: object) -> IllegalActionError:
+    return IllegalActionError(f"{kind}.branch must be a branch id (int >= 0), got {branch!r}")
+
+
+class _Action(tuple):
+    __slots__ = ()
+    _fields: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{name}={value!r}" for name, value in zip(self._fields, self[1:], strict=False))
+        return f"{type(self).__name__}({args})"
+
+    def __reduce__(self):
+        return type(self), tuple(self[1:1 + len(self._fields)])
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+class Branch(_Action):
     """Open `n` new branches and decode `segments` segments of each (None: to the end).
 
     With `probe`, each decoded segment reveals the answer forced at its end; a branch that
     reaches its end always reveals its final answer.
     """
 
-    n: int = 1
-    segments: int | None = 1
-    probe: bool = True
+    __slots__ = ()
+    _fields = ("n", "segments", "probe")
+    __match_args__ = _fields
 
-    def __post_init__(self) -> None:
-        if type(self.n) is not int or self.n < 1:
-            raise IllegalActionError(f"Branch.n must be a positive int, got {self.n!r}")
-        segments = self.segments  # checked inline first: actions are built in every controller's hot loop
+    def __new__(cls, n: int = 1, segments: int | None = 1, probe: bool = True) -> Branch:
+        if type(n) is not int or n < 1:
+            raise IllegalActionError(f"Branch.n must be a positive int, got {n!r}")
         if segments is not None and (type(segments) is not int or segments < 1):
-            _check_segments("Branch", segments)
+            raise _bad_segments("Branch", segments)
+        return tuple.__new__(cls, (BRANCH, n, segments, probe is True or bool(probe)))
+
+    n = property(lambda self: self[1], doc="branches to open")
+    segments = property(lambda self: self[2], doc="segments to decode (None: to the end)")
+    probe = property(lambda self: self[3], doc="reveal the answer after each segment")
 
 
-@dataclass(frozen=True, slots=True)
-class Continue:
+class Continue(_Action):
     """Decode `segments` more segments of branch `branch` (None: to the end); stops early at the end."""
 
-    branch: int
-    segments: int | None = 1
-    probe: bool = True
+    __slots__ = ()
+    _fields = ("branch", "segments", "probe")
+    __match_args__ = _fields
 
-    def __post_init__(self) -> None:
-        if type(self.branch) is not int or self.branch < 0:
-            raise IllegalActionError(f"Continue.branch must be a branch id (int >= 0), got {self.branch!r}")
-        segments = self.segments
+    def __new__(cls, branch: int, segments: int | None = 1, probe: bool = True) -> Continue:
+        if type(branch) is not int or branch < 0:
+            raise _bad_branch("Continue", branch)
         if segments is not None and (type(segments) is not int or segments < 1):
-            _check_segments("Continue", segments)
+            raise _bad_segments("Continue", segments)
+        return tuple.__new__(cls, (CONTINUE, branch, segments, probe is True or bool(probe)))
+
+    branch = property(lambda self: self[1], doc="branch id")
+    segments = property(lambda self: self[2], doc="segments to decode (None: to the end)")
+    probe = property(lambda self: self[3], doc="reveal the answer after each segment")
 
 
-@dataclass(frozen=True, slots=True)
-class Probe:
+class Probe(_Action):
     """Reveal the answer forced at the branch's current depth, without decoding further."""
 
-    branch: int
+    __slots__ = ()
+    _fields = ("branch",)
+    __match_args__ = _fields
 
-    def __post_init__(self) -> None:
-        if type(self.branch) is not int or self.branch < 0:
-            raise IllegalActionError(f"Probe.branch must be a branch id (int >= 0), got {self.branch!r}")
+    def __new__(cls, branch: int) -> Probe:
+        if type(branch) is not int or branch < 0:
+            raise _bad_branch("Probe", branch)
+        return tuple.__new__(cls, (PROBE, branch, None, True))
+
+    branch = property(lambda self: self[1], doc="branch id")
 
 
-@dataclass(frozen=True, slots=True)
-class Prune:
+class Prune(_Action):
     """Stop a branch for good; the tokens it already cost stay spent."""
 
-    branch: int
+    __slots__ = ()
+    _fields = ("branch",)
+    __match_args__ = _fields
 
-    def __post_init__(self) -> None:
-        if type(self.branch) is not int or self.branch < 0:
-            raise IllegalActionError(f"Prune.branch must be a branch id (int >= 0), got {self.branch!r}")
+    def __new__(cls, branch: int) -> Prune:
+        if type(branch) is not int or branch < 0:
+            raise _bad_branch("Prune", branch)
+        return tuple.__new__(cls, (PRUNE, branch, None, False))
+
+    branch = property(lambda self: self[1], doc="branch id")
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(_Action):
     """End the episode with this answer; must be the last action of its batch."""
 
-    text: str
+    __slots__ = ()
+    _fields = ("text",)
+    __match_args__ = _fields
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.text, str):
-            raise IllegalActionError(f"Answer.text must be a str, got {type(self.text).__name__}")
+    def __new__(cls, text: str) -> Answer:
+        if not isinstance(text, str):
+            raise IllegalActionError(f"Answer.text must be a str, got {type(text).__name__}")
+        return tuple.__new__(cls, (ANSWER, str(text), None, False))
+
+    text = property(lambda self: self[1], doc="the episode's answer")
 
 
 Action = Branch | Continue | Probe | Prune | Answer
-
-# Which branch-level action is legal in which branch state: the only place this is decided.
-#                      running  finished  pruned
-_LEGAL = {
-    Continue: (True, False, False),
-    Probe: (True, False, False),
-    Prune: (True, True, False),
-}
+ACTION_TYPES = (Branch, Continue, Probe, Prune, Answer)  # indexed by kind code
+_NAMES = {cls.__name__: cls for cls in ACTION_TYPES}
 
 
-def illegal_reason(action: Continue | Probe | Prune, finished: bool, pruned: bool) -> str | None:
-    """Why `action` is illegal on a branch in this state, or None when it is legal."""
-    running_ok, finished_ok, pruned_ok = _LEGAL[type(action)]
-    if pruned:
-        return None if pruned_ok else f"{type(action).__name__} on pruned branch {action.branch}"
-    if finished:
-        return None if finished_ok else f"{type(action).__name__} on finished branch {action.branch}"
-    return None if running_ok else f"{type(action).__name__} on running branch {action.branch}"
+def from_wire(item: object) -> Action:
+    """An action from its compact form ``[kind, x, segments, probe]`` (e.g. decoded JSON), validated.
+
+    Anything malformed raises `IllegalActionError` naming what is wrong; nothing else is raised.
+    """
+    if not isinstance(item, list | tuple) or len(item) != 4:
+        raise IllegalActionError(f"an action must be [kind, x, segments, probe], got {item!r:.80}")
+    kind, x, segments, probe = item
+    if type(kind) is not int or not 0 <= kind < len(ACTION_TYPES):
+        raise IllegalActionError(f"unknown action kind {kind!r:.40}")
+    if type(probe) is not bool:
+        raise IllegalActionError(f"action probe flag must be a bool, got {probe!r:.40}")
+    if kind == BRANCH:
+        return Branch(x, segments, probe)
+    if kind == CONTINUE:
+        return Continue(x, segments, probe)
+    if kind == ANSWER:
+        return Answer(x)
+    return ACTION_TYPES[kind](x)
+
+
+def action_dict(action: Action) -> dict:
+    """The action as plain JSON (execution traces): ``{"type": "Continue", "branch": 3, ...}``."""
+    return {"type": type(action).__name__, **dict(zip(action._fields, action[1:], strict=False))}
+
+
+def action_from_dict(record: dict) -> Action:
+    """Inverse of `action_dict`."""
+    fields = {k: v for k, v in record.items() if k != "type"}
+    return _NAMES[record["type"]](**fields)

@@ -4,6 +4,7 @@
     ├── ControllerSpecError      bad controller name, parameter, β or artifact
     ├── ArtifactError            artifact missing, corrupt, hash mismatch, code not allowed
     ├── IllegalActionError       a controller asked for something the episode state forbids
+    ├── ObservationReadOnlyError a controller tried to change its observation
     └── EpisodeError             a controller crashed, stalled or never answered
 """
 
@@ -15,6 +16,7 @@ __all__ = [
     "ControllerSpecError",
     "EpisodeError",
     "IllegalActionError",
+    "ObservationReadOnlyError",
 ]
 
 
@@ -32,6 +34,10 @@ class ArtifactError(AutoTTSError):
 
 class IllegalActionError(AutoTTSError):
     """An action is not legal in the current episode state."""
+
+
+class ObservationReadOnlyError(AutoTTSError, AttributeError):
+    """A controller assigned to its observation; only the episode machine changes it."""
 
 
 class EpisodeError(AutoTTSError):

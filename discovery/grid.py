@@ -4,12 +4,14 @@ This is how an explorer (human or LLM) sees *why* a controller failed: which bra
 how deep each went, what each probe said, which were pruned and which finished. Answers become
 letters by frequency; the gold and returned answers are named in the legend.
 
->>> from autotts.controllers.observation import Observation
->>> obs = Observation(0, "q", segment_tokens=500)
->>> b = obs._open(); b.depth = 1; obs._reveal(b, "9"); b.depth = 2; obs._finish(b, "7")
->>> c = obs._open(); c.depth = 1; obs._reveal(c, "ERR"); c.pruned = True
->>> print(render_grid(obs, answer="7", gold="9", title="demo"))
-demo q0: answered '7' (gold '9', wrong), 0 tokens, 2 branches, 0 steps
+>>> from autotts.controllers import Branch, Continue, Prune
+>>> from autotts.controllers.episode import EpisodeMachine
+>>> recorded = [(["9"], 700, "7"), (["ERR", "ERR"], 1500, "3")]
+>>> machine = EpisodeMachine(0, "q", segment_tokens=500, recorded=recorded.__getitem__)
+>>> machine.step([Branch(2)]), machine.step([Continue(0), Prune(1)])
+(1000, 200)
+>>> print(render_grid(machine.obs, answer="7", gold="9", title="demo"))
+demo q0: answered '7' (gold '9', wrong), 1,200 tokens, 2 branches, 2 steps
 legend: A='9' (gold), B='7' (answered), .='ERR', $=finished, x=pruned, -=decoded without a probe
 b0  AB$
 b1  .x

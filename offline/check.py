@@ -1,9 +1,9 @@
 """`check_controller`: the contract every controller must meet, run before any scoring.
 
-On small synthetic stores, driven by the real replay environment: the β schedule is monotone; every
-episode ends with an answer within the step limit and without illegal actions; the controller is
-deterministic and keeps no state between episodes (the same episodes in another order give the
-same actions); it does not modify the observation it is given.
+On small synthetic stores, driven by the episode machine through the replay driver: the β schedule
+is monotone; every episode ends with an answer within the step limit and without illegal actions;
+the controller is deterministic and keeps no state between episodes (the same episodes in another
+order give the same actions). It cannot modify the observation: that is read-only by construction.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 
 from autotts.controllers.base import Controller, check_schedule
-from autotts.controllers.errors import EpisodeError
+from autotts.controllers.errors import AutoTTSError, EpisodeError
 
 from .env import ReplayEnv
 from .store import ReplayStore
@@ -35,31 +35,21 @@ def synthetic_store(seed: int = 0, questions: int = 4, branches: int = 64, segme
     return ReplayStore.from_records("synthetic", f"check{seed}", segment_tokens, records)
 
 
-def _snapshot(obs) -> tuple:
-    return (obs.tokens_spent, tuple(obs.completed),
-            tuple((b.depth, b.finished, b.pruned, b.latest, len(b.answers)) for b in obs.branches))
-
-
-def _episode_log(controller: Controller, env: ReplayEnv, question: int, seed: int, max_steps: int) -> list[str]:
-    obs = env.reset(question, seed, beta=controller.beta)
-    log: list[str] = []
+def _episode_log(controller: Controller, env: ReplayEnv, question: int, seed: int) -> list[str]:
+    machine = env.machine_for(question, seed, beta=controller.beta)
+    obs, log = machine.obs, []
     where = f"controller {controller.spec!r}, synthetic question {question}, seed {seed}"
-    for _ in range(max_steps):
-        before = _snapshot(obs)
+    while not machine.done:
         try:
             batch = controller.step(obs)
         except Exception as exc:
             raise EpisodeError(f"{where}: step {obs.step} raised {type(exc).__name__}: {exc}") from exc
-        if _snapshot(obs) != before:
-            raise EpisodeError(f"{where}: step {obs.step} modified the observation (it is read-only)")
         log.append(repr(batch))
         try:
-            _, _, done, _ = env.step(batch)
-        except Exception as exc:
+            machine.step(batch)
+        except AutoTTSError as exc:
             raise EpisodeError(f"{where}: {exc}") from exc
-        if done:
-            return log
-    raise EpisodeError(f"{where}: no answer within {max_steps} steps")
+    return log
 
 
 def check_controller(controller: Controller, *, episodes: int = 6, max_steps: int = 2000) -> None:
@@ -67,8 +57,8 @@ def check_controller(controller: Controller, *, episodes: int = 6, max_steps: in
     check_schedule(type(controller))
     env = ReplayEnv(synthetic_store(), max_steps=max_steps)
     cases = [(i % env.store.n_questions, i) for i in range(episodes)]
-    first = [_episode_log(controller, env, q, s, max_steps) for q, s in cases]
-    again = [_episode_log(controller, env, q, s, max_steps) for q, s in reversed(cases)][::-1]
+    first = [_episode_log(controller, env, q, s) for q, s in cases]
+    again = [_episode_log(controller, env, q, s) for q, s in reversed(cases)][::-1]
     for (q, s), a, b in zip(cases, first, again, strict=True):
         if a != b:
             raise EpisodeError(f"controller {controller.spec!r} is not deterministic or keeps state between "

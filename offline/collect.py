@@ -148,10 +148,10 @@ async def collect_question(engine: TokenEngine, item: QuestionItem, index: int, 
         async with gate:
             backend.open(b)
             units = await backend.decode(b, None, True)
-        final = units[-1].final if units else None
-        if final is None:
+        if not units or not units[-1].final:
             raise CollectError(f"trace {b} ended without a final answer")
-        return [u.reveal for u in units if u.reveal is not None], sum(u.decode for u in units), final
+        probes = [u.answer for u in units[:-1] if u.answer is not None]
+        return probes, len(backend.tokens[b]), units[-1].answer
 
     tasks = [asyncio.ensure_future(trace(b)) for b in range(settings.n)]
     try:

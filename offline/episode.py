@@ -10,15 +10,13 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from autotts.controllers.actions import Answer, Branch, Continue, Probe, Prune
+from autotts.controllers.actions import action_from_dict
 from autotts.controllers.base import Controller
 from autotts.controllers.normalize import is_correct
 
 from .env import ReplayEnv
 
 __all__ = ["EpisodeResult", "TraceController", "replay_trace", "run_episode"]
-
-_ACTIONS = {cls.__name__: cls for cls in (Branch, Continue, Probe, Prune, Answer)}
 
 
 @dataclass
@@ -39,21 +37,22 @@ class EpisodeResult:
 def run_episode(controller: Controller, env: ReplayEnv, question: int, seed: int, *,
                 answer_mode: str = "exact") -> EpisodeResult:
     """Run `controller` on (question, seed) until it answers; never raises for controller faults."""
-    obs = env.reset(question, seed, beta=controller.beta)
+    env.reset(question, seed, beta=controller.beta)
+    machine = env.machine
+    obs, step = machine.obs, controller.step
     error = None
     try:
-        done = False
-        while not done:
-            _, _, done, _ = env.step(controller.step(obs))
+        while not machine.done:
+            machine.step(step(obs))
     except Exception:  # the controller's fault ends this episode only; the traceback is the report
         error = traceback.format_exc(limit=-8)
     gold = env.store.golds[question]
-    answer = env.answer if error is None else None
+    answer = machine.answer if error is None else None
     return EpisodeResult(
         question=question, seed=seed, answer=answer,
         correct=None if gold is None else is_correct(answer, gold, answer_mode),
-        tokens=obs.tokens_spent, branches=len(obs.branches), probes=env.probes, steps=obs.step,
-        error=error, budget_exhausted=env.budget_exhausted, trace=env.trace if env.record_trace else [])
+        tokens=obs.tokens_spent, branches=len(obs.branches), probes=machine.probes, steps=obs.step,
+        error=error, budget_exhausted=machine.budget_exhausted, trace=machine.trace or [])
 
 
 class TraceController(Controller):
@@ -67,8 +66,7 @@ class TraceController(Controller):
         for record in trace:
             while len(self.batches) <= record["step"]:
                 self.batches.append([])
-            fields = {k: v for k, v in record["action"].items() if k != "type"}
-            self.batches[record["step"]].append(_ACTIONS[record["action"]["type"]](**fields))
+            self.batches[record["step"]].append(action_from_dict(record["action"]))
 
     def step(self, obs):
         return self.batches[obs.step]

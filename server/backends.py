@@ -2,14 +2,14 @@
 
 The executor drives a *branch backend*, not an engine: `open(b)`, `decode(b, segments, probe)`,
 `probe(b)`. Each call returns the `Unit`s it produced (one per decoded segment or probe) and the
-executor applies them to the `Observation` in action order, checking the token budget before each
-unit exactly as the replay environment does. Two backends:
+episode machine applies them in action order, checking the token budget before each unit exactly
+as in replay (`autotts.controllers.episode`). Two backends:
 
 * `TokenBranchBackend` (here) runs a branch on any `TokenEngine`: a segment is one `generate` call on
   prompt + branch IDs with ``max_tokens=Δ`` (a prefix-cache hit on the engine); a probe is one short
   call on a *copy* of the branch plus the answer-forcing suffix, its answer extracted and never
   appended; a branch finishes on EOS (``finish_reason == "stop"``) or at its token cap.
-* `replay.ReplayBranchBackend` answers from a replay store with the replay environment's own costs.
+* `replay.ReplayBranchBackend` answers from a replay store with the episode machine's recorded costs.
 
 Every engine call is added to the backend's `Ledger`, which becomes the response's `usage`.
 """
@@ -21,26 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from autotts.controllers.episode import STOP, Unit
+
 from .answers import final_answer, probe_answer, split_reasoning
 from .engines.base import GenerateResult, Sampling, TokenEngine, branch_seed
 
-__all__ = ["BranchBackend", "Ledger", "TokenBranchBackend", "Unit"]
-
-
-@dataclass(slots=True)
-class Unit:
-    """One segment (``depth`` set) or probe (``depth`` None) of a branch, as the controller sees it.
-
-    ``stopped`` marks where a live backend stopped early because the episode's token cap was
-    already spent by calls in flight; the executor then ends the episode as the budget rule says.
-    """
-
-    decode: int = 0
-    probe: int = 0
-    depth: int | None = None
-    reveal: str | None = None
-    final: str | None = None
-    stopped: bool = False
+__all__ = ["BranchBackend", "Ledger", "TokenBranchBackend"]
 
 
 @dataclass(slots=True)
@@ -163,35 +149,36 @@ class TokenBranchBackend:
         left = math.inf if segments is None else segments
         while left > 0:
             if self._gated():
-                units.append(Unit(stopped=True))
+                units.append(STOP)
                 break
             room = self.max_branch_tokens - len(tokens)
             if room <= 0:  # already at its length cap: the branch ends here
-                unit = Unit(depth=self.depth[branch])
-                unit.final, unit.probe = await self._finish(branch)
-                units.append(unit)
+                final, spent = await self._finish(branch)
+                units.append(Unit(spent, self.depth[branch], final, True))
                 break
             result = await self._generate(branch, self.prompt_ids + tokens, room if whole else min(seg, room),
                                           "decode")
             tokens.extend(result.token_ids)
             depth = max(1, math.ceil(len(tokens) / seg)) if whole else self.depth[branch] + 1
             self.depth[branch] = depth
-            unit = Unit(decode=result.completion_tokens, depth=depth)
-            units.append(unit)
             if whole or result.finish_reason == "stop" or len(tokens) >= self.max_branch_tokens \
                     or not result.token_ids:
-                unit.final, unit.probe = await self._finish(branch)
+                final, spent = await self._finish(branch)
+                units.append(Unit(result.completion_tokens + spent, depth, final, True))
                 break
             if probe:
-                unit.reveal, unit.probe = await self._probe(branch)
+                answer, spent = await self._probe(branch)
+                units.append(Unit(result.completion_tokens + spent, depth, answer))
+            else:
+                units.append(Unit(result.completion_tokens, depth))
             left -= 1
         return units
 
     async def probe(self, branch: int) -> list[Unit]:
         if self._gated():
-            return [Unit(stopped=True)]
+            return [STOP]
         answer, spent = await self._probe(branch)
-        return [Unit(probe=spent, reveal=answer)]
+        return [Unit(spent, None, answer)]
 
     async def reasoning(self, branch: int) -> str | None:
         """The branch's reasoning text (inside the thinking block when there is one)."""

@@ -71,7 +71,15 @@ class TooManyRequests(GatewayError):
 
 
 class ControllerFailed(GatewayError):
+    """The controller crashed or broke a rule; `reason` is what the episode machine (or the crash) said,
+    `tokens_spent` and `trace` what the episode had done by then."""
+
     status, type, code = 500, "server_error", "controller_error"
+
+    def __init__(self, message: str, *, reason: str | None = None, tokens_spent: int | None = None,
+                 trace: list | None = None) -> None:
+        super().__init__(message)
+        self.reason, self.tokens_spent, self.trace = reason or message, tokens_spent, trace
 
 
 class EpisodeTimeout(GatewayError):

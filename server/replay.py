@@ -2,10 +2,11 @@
 
 A request whose last user message is, whitespace aside, a question of a loaded replay store is
 answered from that question's recorded branches, the request's `seed` choosing the branch order
-(the shuffle seed of the offline evaluation). `ReplayBranchBackend` runs each segment and probe
-through a private `ReplayEnv` (the same cost code as `autotts eval`, no copy of its rules), so an
-episode through the gateway spends exactly the tokens and returns exactly the answer of the
-offline episode. Unknown questions are a clear 400, never a guess.
+(the shuffle seed of the offline evaluation). `ReplayBranchBackend` produces each segment and probe
+with the episode machine's recorded-trajectory rules (`recorded_units`, `recorded_probe`: the same
+code `autotts eval` runs, no copy of them), so an episode through the gateway spends exactly the
+tokens and returns exactly the answer of the offline episode. Unknown questions are a clear 400,
+never a guess.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from autotts.controllers.actions import Continue, Probe
-from autotts.offline.env import ReplayEnv, branch_order
+from autotts.controllers.episode import Recorded, Unit, recorded_probe, recorded_units
+from autotts.offline.env import recorded_branch
 from autotts.offline.store import ReplayStore, load_store
 
-from .backends import Ledger, Unit
+from .backends import Ledger
 from .errors import BadRequest, ModelNotFound, UnknownQuestion
 
 __all__ = ["ReplayBranchBackend", "ReplayCatalog", "bundled_stores", "estimate_tokens"]
@@ -77,15 +78,13 @@ class ReplayCatalog:
 
 
 class ReplayBranchBackend:
-    """One (store, question, seed) episode's branches, decoded by the replay environment."""
+    """One (store, question, seed) episode's branches, decoded from the recorded trajectories."""
 
     gate_budget = False  # replayed tokens cost nothing: budget rules are applied exactly at apply time
     concurrent = False  # every call returns at once; tests wrap it with delays to exercise concurrency
 
     def __init__(self, store: ReplayStore, question: int, seed: int, *, prompt_tokens: int,
                  kappa_probe: int = 0, max_branches: int | None = None) -> None:
-        self.env = ReplayEnv(store, kappa_probe=kappa_probe, max_steps=2**62)
-        self.env.reset(question, seed)
         self.store, self.question, self.seed, self.kappa = store, question, seed, kappa_probe
         self.segment_tokens = store.segment_tokens
         available = store.n_branches(question)
@@ -93,50 +92,35 @@ class ReplayBranchBackend:
         self.prompt_tokens = prompt_tokens
         self.ledger = Ledger()
         self.on_call: Callable[[], None] | None = None
+        self._tracks: dict[int, Recorded] = {}
+        self._depth: dict[int, int] = {}
 
     def open(self, branch: int) -> None:
-        view = self.env.open_branch()
-        if view.id != branch:
-            raise RuntimeError(f"replay backend opened branch {view.id}, executor expected {branch}")
+        self._tracks[branch] = recorded_branch(self.store, self.question, self.seed, branch)
+        self._depth[branch] = 0
 
-    def _run(self, action: Continue | Probe) -> Unit:
-        env = self.env
-        view = env.obs.branches[action.branch]
-        tokens, answers, probes = view.tokens, len(view.answers), env.probes
-        env.step([action])
-        probe_tokens = self.kappa * (env.probes - probes)
-        decode = view.tokens - tokens - probe_tokens
-        self.ledger.add("probe" if type(action) is Probe else "decode", self.prompt_tokens,
-                        decode + probe_tokens, 0)
+    def _call(self, kind: str, unit: tuple) -> Unit:
+        """Account one engine call that produced `unit`."""
+        self.ledger.add(kind, self.prompt_tokens, unit[0], 0)
         if self.on_call is not None:
             self.on_call()
-        if type(action) is Probe:
-            return Unit(probe=probe_tokens, reveal=view.latest)
-        unit = Unit(decode=decode, probe=probe_tokens, depth=view.depth)
-        if view.finished:
-            unit.final = view.final
-        elif len(view.answers) > answers:
-            unit.reveal = view.latest
-        return unit
+        return Unit(*unit)
 
     async def decode(self, branch: int, segments: int | None, probe: bool) -> list[Unit]:
-        if segments is None and not probe:  # one full read: one unit, as in the environment
-            return [self._run(Continue(branch, None, False))]
-        view, units = self.env.obs.branches[branch], []
-        left = -1 if segments is None else segments
-        while left and not view.finished:  # segment by segment: the budget is checked before each
-            units.append(self._run(Continue(branch, 1, probe)))
-            left -= 1
-        return units
+        units = recorded_units(self._tracks[branch], self._depth[branch], segments, probe, self.segment_tokens,
+                               self.kappa)
+        out = [self._call("decode", unit) for unit in units]  # one call per segment, or one full read
+        if out:
+            self._depth[branch] = out[-1].depth
+        return out
 
     async def probe(self, branch: int) -> list[Unit]:
-        return [self._run(Probe(branch))]
+        return [self._call("probe", recorded_probe(self._tracks[branch], self._depth[branch], self.kappa))]
 
     async def reasoning(self, branch: int) -> str | None:
-        if branch >= len(self.env.obs.branches):
+        if branch not in self._tracks:
             return None
-        q = self.store.question(self.question)
-        row = branch_order(len(q.tokens), self.seed)[branch]
+        probes, tokens, final = self._tracks[branch]
         return (f"[replay] {self.store.model}/{self.store.dataset} question {self.question}, recorded branch "
-                f"{row}: {q.tokens[row]} tokens, {len(q.probes[row])} probes, final answer {q.finals[row]!r}. "
+                f"{branch} of seed {self.seed}: {tokens} tokens, {len(probes)} probes, final answer {final!r}. "
                 "Replay stores keep answers and token counts, not the reasoning text.")

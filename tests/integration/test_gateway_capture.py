@@ -155,8 +155,8 @@ def test_replay_engine_capture_then_eval(tmp_path: Path) -> None:
     store, k = result["store"], result["k"]
     for spec in (f"asc:n={k}", f"esc:n={k}", "parallel_probe", "cmc:beta=0", "cmc:beta=1"):
         controller, env = load(spec), ReplayEnv(store, max_steps=2000)
-        logs = [_episode_log(controller, env, q, seed, 2000) for q in range(store.n_questions) for seed in range(2)]
-        assert logs == [_episode_log(controller, env, q, seed, 2000)
+        logs = [_episode_log(controller, env, q, seed) for q in range(store.n_questions) for seed in range(2)]
+        assert logs == [_episode_log(controller, env, q, seed)
                         for q in range(store.n_questions) for seed in range(2)], spec
 
 

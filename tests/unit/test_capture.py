@@ -20,7 +20,7 @@ pytest.importorskip("fastapi", reason="needs the serve extra: pip install 'autot
 import httpx
 import pyarrow.parquet as pq
 from autotts.controllers.actions import Branch, Continue
-from autotts.controllers.observation import BranchView
+from autotts.controllers.episode import STOP, EpisodeMachine, Unit
 from autotts.offline.env import ReplayEnv
 from autotts.offline.evaluate import EvalOptions, bundled_data_dir, evaluate
 from autotts.offline.importer import find_data_files
@@ -194,19 +194,21 @@ def test_a_failing_capture_never_fails_the_request(tmp_path: Path) -> None:
 
 
 def test_branch_rows_of_truncated_and_finished_branches() -> None:
-    cut = BranchView(0)
-    for depth, answer in ((1, "5"), (3, "6")):  # decoded 3 segments, probed at depths 1 and 3, then pruned
-        cut.depth = depth
-        cut.answers.append(answer), cut.depths.append(depth)
-    cut.latest, cut.pruned = "6", True
+    # live: branch 0 decoded 3 segments, probed at depths 1 and 3, then pruned; branch 1 finished at
+    # depth 4 after a probe at depth 2; branch 2 was opened but the budget stopped it before any segment
+    machine = EpisodeMachine(0, "q", segment_tokens=500)
+    plan = machine.plan([Branch(3, segments=None)])
+    plan.results.update({(0, 0): [Unit(500, 1, "5"), Unit(500, 2), Unit(480, 3, "6")],
+                         (0, 1): [Unit(500, 1), Unit(500, 2, "1"), Unit(500, 3), Unit(200, 4, "9", True)],
+                         (0, 2): [STOP]})
+    machine.apply(plan)
+    cut, done, unstarted = machine.obs.branches
+    assert machine.budget_exhausted
     row = branch_row(cut, 1480)
     assert (row["probe_answers"], row["final_answer"], row["complete"], row["revealed_depths"]) == \
         (["5", "ERR"], "6", False, [1])
-    done = BranchView(1)
-    done.depth, done.finished, done.final, done.latest = 4, True, "9", "9"
-    done.answers, done.depths = ["1", "9"], [2, 4]
     assert branch_row(done, 1700)["probe_answers"] == ["ERR", "1", "ERR"]
-    assert branch_row(BranchView(2), 0) is None  # opened, never decoded: nothing to replay
+    assert branch_row(unstarted, 0) is None  # opened, never decoded: nothing to replay
     # replayed: a truncated branch finishes at its last recorded segment with its last answer, Δ = 500
     store = ReplayStore.from_records("m", "d", 500, [{"question": "q", "gold_answer": "6", "branches": [
         (row["probe_answers"], row["branch_tokens"], row["final_answer"])]}])

@@ -24,7 +24,6 @@ from autotts.controllers import (
     top_two,
     weighted,
 )
-from autotts.controllers.actions import illegal_reason
 
 
 def test_spec_parsing_and_typed_parameters():
@@ -97,8 +96,6 @@ def test_actions_validate_on_construction():
         Branch(2, segments=0)
     with pytest.raises(AttributeError):
         Continue(1).branch = 2  # frozen
-    assert illegal_reason(Prune(1), finished=True, pruned=False) is None
-    assert illegal_reason(Continue(1), finished=True, pruned=False) == "Continue on finished branch 1"
 
 
 def test_majority_ties_go_to_first_seen_and_keys_group_answers():

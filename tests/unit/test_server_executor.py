@@ -132,7 +132,8 @@ class Broken(GeneratorController):
 
 
 @pytest.mark.parametrize("batches, message", [
-    ([[]], "non-empty list"),
+    ([[]], "empty batch"),
+    ([None], "controller returned NoneType, expected a list of actions"),
     ([[Answer("a"), Branch(1)]], "must be the last"),
     ([[Branch(1, segments=None, probe=False), Continue(0)]], "Continue on finished branch 0"),
     ([[Branch(1), Prune(0), Probe(0)]], "Probe on pruned branch 0"),
@@ -163,8 +164,9 @@ def test_token_backend_segments_probes_and_finish() -> None:
         return backend, units
 
     backend, units = asyncio.run(go())
-    assert [(u.decode, u.depth, u.reveal is not None, u.final is not None) for u in units] == \
-        [(32, 1, True, False), (18, 2, False, True)]
+    # cost = decoded tokens + the probe's 4 tokens; the final answer is forced by a probe too
+    assert [(u.cost, u.depth, u.answer is not None, u.final) for u in units] == \
+        [(32 + 4, 1, True, False), (18 + 4, 2, True, True)]
     assert len(backend.tokens[0]) == 50  # probe tokens were not appended
     probes = [c for c in engine.calls if "probe" in c["id"]]
     assert probes[0]["prompt"] == [1, 2, 3, *backend.tokens[0][:32], 7, 8]

@@ -1,0 +1,180 @@
+"""The episode machine: one set of rules, the same through every driver.
+
+Random controllers (batches of legal and illegal actions drawn by hypothesis, junk included) run on
+the replay driver (`ReplayEnv` + `run_episode`, what `autotts eval` does) and on the live executor
+over the replay engine (what `autotts serve` does), with the engine's calls finishing in a shuffled
+order; trace, answer, cost and error must be identical. The legality table is checked by what the
+machine does in every state, not by restating it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+from autotts.controllers import Answer, Branch, Continue, Controller, IllegalActionError, Probe, Prune
+from autotts.controllers.episode import LEGALITY, EpisodeMachine
+from autotts.controllers.errors import ObservationReadOnlyError
+from autotts.offline.env import ReplayEnv
+from autotts.offline.episode import run_episode as replay_episode
+from autotts.server.errors import ControllerFailed
+from autotts.server.executor import Caps
+from autotts.server.executor import run_episode as live_episode
+from autotts.server.replay import ReplayBranchBackend
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.helpers import store_in_opening_order
+
+segments = st.one_of(st.none(), st.integers(1, 3))
+branch_id = st.integers(0, 6)
+actions = st.one_of(
+    st.builds(Branch, st.integers(1, 3), segments, st.booleans()),
+    st.builds(Continue, branch_id, segments, st.booleans()),
+    st.builds(Probe, branch_id),
+    st.builds(Prune, branch_id),
+    st.builds(Answer, st.sampled_from(["a", "b", "ERR"])),
+)
+junk = st.sampled_from([42, "Continue(0)", None, (1, 0, 1, True)])
+batches = st.lists(st.one_of(st.lists(st.one_of(actions, junk), min_size=0, max_size=5),
+                             actions, st.just(None)), min_size=1, max_size=12)
+trajectory = st.tuples(st.lists(st.sampled_from(["a", "b", "c", "ERR"]), min_size=1, max_size=5),
+                       st.integers(0, 3000), st.sampled_from(["a", "b", "c"]))
+
+
+class Script(Controller):
+    """Returns the drawn batches in turn, then answers."""
+
+    name = "script"
+
+    def __init__(self, batches) -> None:
+        super().__init__()
+        self.batches = batches
+
+    def step(self, obs):
+        return self.batches[obs.step] if obs.step < len(self.batches) else [Answer("end")]
+
+
+class ShuffledReplay(ReplayBranchBackend):
+    """The replay engine with its calls as concurrent tasks that finish in a random order."""
+
+    concurrent = True
+
+    def __init__(self, *args, rng: random.Random, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.rng = rng
+
+    async def decode(self, branch, segments, probe):
+        for _ in range(self.rng.randrange(3)):
+            await asyncio.sleep(0)
+        return await super().decode(branch, segments, probe)
+
+    async def probe(self, branch):
+        for _ in range(self.rng.randrange(3)):
+            await asyncio.sleep(0)
+        return await super().probe(branch)
+
+
+def replay(store, controller, budget, max_steps):
+    env = ReplayEnv(store, token_budget=budget, record_trace=True, max_steps=max_steps)
+    result = replay_episode(controller, env, 0, 0)
+    error = result.error.strip().splitlines()[-1].split(": ", 1)[1] if result.error else None
+    return result.answer, result.tokens, result.trace, error, result.budget_exhausted
+
+
+def live(store, controller, budget, max_steps, rng):
+    backend = ShuffledReplay(store, 0, 0, prompt_tokens=3, rng=rng)
+    caps = Caps(token_budget=budget, max_steps=max_steps, record_trace=True, controller_in_thread=False)
+    try:
+        o = asyncio.run(live_episode(controller, backend, question_id=0, question="q?", caps=caps))
+    except ControllerFailed as exc:
+        return None, exc.tokens_spent, exc.trace, exc.reason, False
+    assert backend.ledger.completion_tokens >= o.obs.tokens_spent  # the engine did at least what was charged
+    return o.answer, o.obs.tokens_spent, o.trace, None, o.budget_exhausted
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(branches=st.lists(trajectory, min_size=1, max_size=6), script=batches,
+       budget=st.one_of(st.none(), st.integers(1, 6000)), max_steps=st.sampled_from([3, 10_000]),
+       shuffle=st.integers(0, 2**16))
+def test_replay_driver_and_live_executor_agree_on_every_episode(branches, script, budget, max_steps, shuffle):
+    store = store_in_opening_order(branches)
+    offline = replay(store, Script(script), budget, max_steps)
+    online = live(store, Script(script), budget, max_steps, random.Random(shuffle))
+    assert online == offline
+
+
+def _machine(*tracks, **kw):
+    return EpisodeMachine(0, "q", segment_tokens=500, branches_available=len(tracks), recorded=list(tracks).__getitem__,
+                          **kw)
+
+
+TRACK = (["x", "y"], 1200, "z")
+
+
+def _in_state(state: str) -> EpisodeMachine:
+    """A machine whose branch 0 is in `state` (branch 1 stays running)."""
+    m = _machine(TRACK, TRACK)
+    m.step([Branch(2)])
+    if state == "finished":
+        m.step([Continue(0, segments=None, probe=False)])
+    elif state == "pruned":
+        m.step([Prune(0)])
+    return m
+
+
+@pytest.mark.parametrize("kind", ["Continue", "Probe", "Prune"])
+@pytest.mark.parametrize("state", ["running", "finished", "pruned", "unopened"])
+def test_every_branch_action_in_every_state_does_what_the_table_says(kind, state):
+    m = _in_state("running" if state == "unopened" else state)
+    target = 5 if state == "unopened" else 0
+    action = {"Continue": Continue, "Probe": Probe, "Prune": Prune}[kind](target)
+    def effect():
+        b = m.obs.branches[0]
+        return m.obs.tokens_spent, b.depth, len(b.answers), m.prunes
+
+    before, reason = effect(), LEGALITY[kind][state]
+    if reason is None:
+        m.step([action])
+        assert not m.failed and effect() != before
+    else:
+        with pytest.raises(IllegalActionError, match=reason.format(b=target, opened=2).replace("(", r"\(")
+                           .replace(")", r"\)")):
+            m.step([Continue(1), action])  # the action before it is applied, then the error
+        assert m.obs.branches[1].depth == 2 and m.failed
+        with pytest.raises(IllegalActionError, match="the episode is over"):
+            m.step([Continue(1)])
+
+
+def test_branch_with_nothing_left_to_open_and_answer_not_last_and_after_the_end():
+    m = _machine(TRACK, TRACK)
+    with pytest.raises(IllegalActionError, match=r"Branch\(3\) but only 2 branch\(es\) left to open"):
+        m.step([Branch(3)])
+    m = _machine(TRACK, TRACK)
+    m.step([Branch(2)])
+    with pytest.raises(IllegalActionError, match="Branch\\(1\\) but only 0"):
+        m.step([Branch(1)])
+    m = _machine(TRACK)
+    with pytest.raises(IllegalActionError, match="Answer must be the last action of its batch"):
+        m.step([Answer("a"), Branch(1)])
+    m = _machine(TRACK)
+    m.step([Branch(1), Answer("a")])
+    assert m.done and m.answer == "a" and m.obs.tokens_spent == 500
+    with pytest.raises(IllegalActionError, match="the episode is over"):
+        m.step([Answer("b")])
+
+
+def test_the_observation_is_read_only_for_controllers():
+    m = _machine(TRACK)
+    m.step([Branch(1)])
+    obs, view = m.obs, m.obs.branches[0]
+    for write in (lambda: setattr(obs, "tokens_spent", 0), lambda: setattr(view, "depth", 9),
+                  lambda: setattr(view, "pruned", True), lambda: obs.branches.append(view),
+                  lambda: view.answers.clear(), lambda: obs.completed.extend([0]),
+                  lambda: obs.branches.__setitem__(0, None), lambda: delattr(view, "latest")):
+        with pytest.raises(ObservationReadOnlyError, match="read-only"):
+            write()
+    obs.memory["mine"] = 1  # the one thing a controller may change
+    assert (obs.tokens_spent, view.depth, view.answers) == (500, 1, ["x"])
+    assert list(view.answers) + ["more"] == ["x", "more"]  # copies are ordinary lists
