@@ -60,6 +60,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cpu-seconds", type=float, help="sandbox CPU-time limit per evaluation (default 600)")
     p.add_argument("--memory-mb", type=int, help="sandbox memory limit (default 3072)")
     p.add_argument("--wall-seconds", type=float, help="sandbox wall-clock limit per evaluation (default 900)")
+    p.add_argument("--no-sandbox", dest="allow_unsandboxed", action="store_const", const=True,
+                   help="where no kernel sandbox works here, evaluate candidates in plain subprocesses instead of "
+                        "refusing (their memory stays apart from the scores, but files and network are open to "
+                        "them: docs/security.md)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (history, artifacts, report)")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -72,7 +76,7 @@ _FIELDS = {"explorer": "explorer", "data": "data", "heldout": "heldout", "rounds
            "workers": "workers", "top_k": "top_k", "beta_policy": "beta_policy", "model": "model",
            "base_url": "base_url", "api_key_env": "api_key_env", "price_in": "price_in", "price_out": "price_out",
            "max_turns": "max_turns", "max_evaluations": "max_evaluations", "cpu_seconds": "cpu_seconds",
-           "memory_mb": "memory_mb", "wall_seconds": "wall_seconds"}
+           "memory_mb": "memory_mb", "wall_seconds": "wall_seconds", "allow_unsandboxed": "allow_unsandboxed"}
 _RESUMABLE = {"rounds", "time_limit_min", "budget_usd", "workers", "top_k"}
 
 

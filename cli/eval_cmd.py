@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                "  autotts eval --controller sc --controller cmc:beta=0.5 --out results.csv\n"
                "  autotts eval --data ../shared/replay --controller asc:threshold=0.9,n=32 --out r.csv\n"
                "  autotts eval --data stores/ --controller my_artifact/ --episodes-out ep.parquet --out r.csv\n"
+               "      (artifact code runs in a kernel sandbox; --in-process for code you wrote yourself)\n"
                "  autotts eval --data CAPTURE_DIR --controller cmc:beta=0.5 --out r.csv   # captured traffic\n"
                "  autotts eval --controller cmc:beta=0.5 --ray --out r.csv          # local Ray instance\n"
                "  autotts eval --controller cmc:beta=0.5 --ray auto --out r.csv     # existing Ray cluster")
@@ -44,6 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--token-budget", type=int, default=None, help="per-episode token budget (default: none)")
     p.add_argument("--answer-mode", choices=MODES, default="exact",
                    help="correctness: exact strings (paper parity) or math equivalence (default exact)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run artifact code in this process, unsandboxed (faster; only for code you wrote "
+                        "yourself: artifact code can read everything this process can, gold answers included)")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="where no kernel sandbox works here, run artifact workers as plain subprocesses "
+                        "(separate memory, but files and network are open to them; see docs/security.md)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(run=run)
 
@@ -51,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from autotts.offline.evaluate import EvalOptions, bundled_data_dir, evaluate, resolve_stores
     from autotts.offline.results import write_episodes, write_results_csv, write_traces
+    from autotts.offline.sandboxed import SandboxOptions
 
     if args.seeds < 1:
         raise SystemExit("autotts eval: error: --seeds must be >= 1")
@@ -63,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
                   f"truncated), {m['min_branches']}..{m['max_branches']} per question", file=sys.stderr)
     opts = EvalOptions(seeds=args.seeds, kappa_probe=args.kappa_probe, token_budget=args.token_budget,
                        answer_mode=args.answer_mode,
-                       trace_seeds=tuple(args.trace_seeds) if args.traces_out else ())
+                       trace_seeds=tuple(args.trace_seeds) if args.traces_out else (), in_process=args.in_process,
+                       sandbox=SandboxOptions(allow_unsandboxed=True if args.no_sandbox else None))
     start = time.perf_counter()
     cells = evaluate(args.controllers, stores, opts, workers=args.workers, progress=not args.no_progress,
                      ray_address=args.ray)

@@ -1,8 +1,8 @@
 """The five actions a controller can return.
 
 Actions are immutable and validated on construction. Each is a 4-tuple ``(kind, x, segments,
-probe)`` underneath: the same compact form the episode machine applies and the sandbox sends
-across its process boundary, so no action is ever converted on the hot path. A controller returns
+probe)`` underneath, the compact form the episode machine reads, so no action is ever converted
+on the hot path. A controller returns
 a *batch* (list) of actions per step; they are applied in list order, so the order is part of the
 decision (for example which branch finishes first). Which action is legal when is decided by the
 episode machine (`autotts.controllers.episode`), in one table.
@@ -22,7 +22,7 @@ from __future__ import annotations
 from .errors import IllegalActionError
 
 __all__ = ["ACTION_TYPES", "Action", "Answer", "Branch", "Continue", "Probe", "Prune", "action_dict",
-           "action_from_dict", "from_wire"]
+           "action_from_dict", "from_compact"]
 
 # kind codes: the first element of every action tuple
 BRANCH, CONTINUE, PROBE, PRUNE, ANSWER = range(5)
@@ -144,27 +144,26 @@ class Answer(_Action):
 Action = Branch | Continue | Probe | Prune | Answer
 ACTION_TYPES = (Branch, Continue, Probe, Prune, Answer)  # indexed by kind code
 _NAMES = {cls.__name__: cls for cls in ACTION_TYPES}
+_BY_KIND = dict(enumerate(ACTION_TYPES))
 
 
-def from_wire(item: object) -> Action:
-    """An action from its compact form ``[kind, x, segments, probe]`` (e.g. decoded JSON), validated.
-
-    Anything malformed raises `IllegalActionError` naming what is wrong; nothing else is raised.
-    """
-    if not isinstance(item, list | tuple) or len(item) != 4:
-        raise IllegalActionError(f"an action must be [kind, x, segments, probe], got {item!r:.80}")
-    kind, x, segments, probe = item
-    if type(kind) is not int or not 0 <= kind < len(ACTION_TYPES):
-        raise IllegalActionError(f"unknown action kind {kind!r:.40}")
-    if type(probe) is not bool:
-        raise IllegalActionError(f"action probe flag must be a bool, got {probe!r:.40}")
-    if kind == BRANCH:
-        return Branch(x, segments, probe)
-    if kind == CONTINUE:
-        return Continue(x, segments, probe)
-    if kind == ANSWER:
-        return Answer(x)
-    return ACTION_TYPES[kind](x)
+def from_compact(kind: object, x: object, segments: object, probe: object) -> Action:
+    """An action from its four compact fields (as a worker sends them: segments 0 for None, probe 0 or 1),
+    validated like its constructor; raises `IllegalActionError` for anything else."""
+    cls = _BY_KIND.get(kind) if type(kind) is int else None  # type: ignore[call-overload]
+    if type(segments) is int and segments == 0:
+        segments = None
+    valid_segments = segments is None or (type(segments) is int and segments > 0)  # type: ignore[operator]
+    if cls is Continue or cls is Branch:
+        if type(x) is int and x >= (cls is Branch) and valid_segments and type(probe) is int and probe in (0, 1):
+            return tuple.__new__(cls, (kind, x, segments, probe == 1))
+    elif cls is Probe or cls is Prune:
+        if type(x) is int and x >= 0:
+            return tuple.__new__(cls, (kind, x, None, cls is Probe))
+    elif cls is Answer and type(x) is str:
+        return tuple.__new__(Answer, (ANSWER, x, None, False))
+    raise IllegalActionError(f"not a valid action: kind {kind!r:.20}, fields {x!r:.40}, {segments!r:.20}, "
+                             f"{probe!r:.20}")
 
 
 def action_dict(action: Action) -> dict:

@@ -4,7 +4,9 @@ Directory form ``NAME/`` holds ``manifest.json`` and ``controller.py``; single-f
 ``NAME.json`` is the manifest with the source under ``"source"``. The manifest records what is
 needed to trust and compare a controller: a content hash of the source, the β range and default,
 the schedule table, a replay scorecard and provenance (store, explorer, cost). Loading executes
-the source, so it needs `allow_code=True`: the operator decides where artifact code may run.
+the source, so it needs `allow_code=True`: the operator decides where artifact code may run. Code a model
+wrote is loaded and described in a sandboxed worker instead (`autotts.sandbox.remote`), and its manifest
+written here by `write_artifact` from that description.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from .atomic import write_text_atomic
 from .base import Controller, check_schedule
 from .errors import ArtifactError, ControllerSpecError
 
-__all__ = ["ARTIFACT_FORMAT", "load_artifact_class", "read_artifact", "save_artifact", "source_hash"]
+__all__ = ["ARTIFACT_FORMAT", "describe_class", "load_artifact_class", "read_artifact", "save_artifact",
+           "source_hash", "write_artifact"]
 
 ARTIFACT_FORMAT = "autotts-controller/1"
 
@@ -53,23 +56,38 @@ def _controller_class(module: types.ModuleType, entry: str | None, origin: str) 
     return found[0]
 
 
+def describe_class(cls: type[Controller]) -> dict[str, Any]:
+    """What a manifest records of a controller class (its schedule table not included)."""
+    return {"name": cls.name, "version": cls.version, "entry": cls.__name__, "description": cls.description,
+            "parameters": {k: p.describe() for k, p in cls.parameters.items()},
+            "beta_range": None if cls.beta_range is None else list(cls.beta_range), "default_beta": cls.default_beta}
+
+
 def save_artifact(path: str | Path, source: str, *, entry: str | None = None, scorecard: dict | None = None,
                   provenance: dict | None = None, single_file: bool = False) -> Path:
-    """Write an artifact for the controller defined in `source` (checked by loading it)."""
-
-
+    """Write an artifact for the controller defined in `source`, which is run *in this process* to read
+    its class: only for code you trust. For model-written code use `autotts.sandbox.save_artifact`."""
     path = Path(path)
     cls = _controller_class(_exec_source(source, str(path)), entry, str(path))
     try:
         table = check_schedule(cls)
     except ControllerSpecError as exc:
         raise ArtifactError(f"{path}: {exc}") from None
+    return write_artifact(path, source, describe_class(cls), table, scorecard=scorecard, provenance=provenance,
+                          single_file=single_file)
+
+
+def write_artifact(path: str | Path, source: str, info: dict[str, Any], schedule: list[dict[str, Any]], *,
+                   scorecard: dict | None = None, provenance: dict | None = None, single_file: bool = False) -> Path:
+    """Write `source` with a manifest built from the class description `info` and its β `schedule` table."""
+    path = Path(path)
+    beta = info.get("beta_range")
     manifest: dict[str, Any] = {
-        "format": ARTIFACT_FORMAT, "name": cls.name, "version": cls.version, "entry": cls.__name__,
-        "description": cls.description, "sha256": source_hash(source),
-        "parameters": {k: p.describe() for k, p in cls.parameters.items()},
-        "beta": None if cls.beta_range is None else {"range": list(cls.beta_range), "default": cls.default_beta},
-        "schedule": table[:: max(1, len(table) // 10)] if table else [],
+        "format": ARTIFACT_FORMAT, "name": info["name"], "version": info["version"], "entry": info["entry"],
+        "description": info.get("description", ""), "sha256": source_hash(source),
+        "parameters": info.get("parameters", {}),
+        "beta": None if beta is None else {"range": list(beta), "default": info.get("default_beta")},
+        "schedule": schedule[:: max(1, len(schedule) // 10)] if schedule else [],
         "scorecard": scorecard or {}, "provenance": provenance or {},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }

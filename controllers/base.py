@@ -23,7 +23,7 @@ from .actions import Action, Answer
 from .errors import ControllerSpecError, EpisodeError
 from .observation import Observation
 
-__all__ = ["Controller", "GeneratorController", "Param", "check_schedule"]
+__all__ = ["Controller", "GeneratorController", "Param", "check_schedule", "check_schedule_table"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -174,18 +174,23 @@ def check_schedule(cls: type[Controller], points: int = 41) -> list[dict[str, An
     low, high = cls.beta_range
     grid = [low + (high - low) * i / (points - 1) for i in range(points)]
     table = [{"beta": round(b, 6), **cls.schedule(b)} for b in grid]
+    check_schedule_table(cls.name, table, cls.budget_knobs)
+    return table
+
+
+def check_schedule_table(name: str, table: list[dict[str, Any]], budget_knobs: tuple[str, ...] | list[str]) -> None:
+    """The rules of `check_schedule` applied to a schedule table (e.g. one a sandboxed worker reported)."""
+    if not table:
+        return
     for knob in table[0]:
-        if knob == "beta" or not all(isinstance(row[knob], int | float) for row in table):
+        if knob == "beta" or not all(isinstance(row.get(knob), int | float) for row in table):
             continue
         values = [row[knob] for row in table]
         steps = [b - a for a, b in pairwise(values)]
-        if knob in cls.budget_knobs and any(s < 0 for s in steps):
-            raise ControllerSpecError(
-                f"{cls.name}: budget knob {knob!r} decreases as beta grows: {values}")
+        if knob in budget_knobs and any(s < 0 for s in steps):
+            raise ControllerSpecError(f"{name}: budget knob {knob!r} decreases as beta grows: {values}")
         if any(s > 0 for s in steps) and any(s < 0 for s in steps):
-            raise ControllerSpecError(f"{cls.name}: knob {knob!r} is not monotone in beta: {values}")
-    missing = [k for k in cls.budget_knobs if k not in table[0]]
+            raise ControllerSpecError(f"{name}: knob {knob!r} is not monotone in beta: {values}")
+    missing = [k for k in budget_knobs if k not in table[0]]
     if missing:
-        raise ControllerSpecError(f"{cls.name}: budget_knobs {missing} are not in schedule()")
-    return table
-
+        raise ControllerSpecError(f"{name}: budget_knobs {missing} are not in schedule()")

@@ -42,7 +42,7 @@ from .observation import (
     set_tokens,
 )
 
-__all__ = ["LEGALITY", "MAX_STEPS", "STOP", "EpisodeMachine", "Plan", "Recorded", "Unit", "Work",
+__all__ = ["LEGALITY", "MAX_STEPS", "STOP", "Changes", "EpisodeMachine", "Plan", "Recorded", "Unit", "Work",
            "fallback_answer", "recorded_probe", "recorded_units"]
 
 MAX_STEPS = 10_000  # default step limit of an episode
@@ -169,7 +169,7 @@ class EpisodeMachine:
                  branches_available: int | None = None, beta: float | None = None,
                  token_budget: int | None = None, budget_visible: bool = True, kappa_probe: int = 0,
                  max_steps: int = MAX_STEPS, record_trace: bool = False,
-                 recorded: Callable[[int], Recorded] | None = None) -> None:
+                 recorded: Callable[[int], Recorded] | None = None, log_changes: bool = False) -> None:
         if kappa_probe < 0:
             raise ValueError(f"kappa_probe must be >= 0, got {kappa_probe}")
         if token_budget is not None and token_budget <= 0:
@@ -184,6 +184,8 @@ class EpisodeMachine:
         self.budget_exhausted = False
         self.probes = self.prunes = 0
         self.trace: list[dict[str, Any]] | None = [] if record_trace else None
+        #: every change to the observation since it was last taken (`obs_sync`), when asked for
+        self.changes: Changes | None = Changes() if log_changes else None
         self._recorded = recorded
         self._tracks: list[Recorded] = []
 
@@ -304,6 +306,8 @@ class EpisodeMachine:
                     set_pruned(view, True)
                     self.prunes += 1
                     units = ()
+                    if self.changes is not None:
+                        self.changes.ints += (b, view.depth, view.tokens, view.finished | 2, 0)
                 elif units_for is not None:
                     units = units_for(i, 0, action, view)
                 elif code == PROBE:
@@ -326,6 +330,7 @@ class EpisodeMachine:
         spent = start = obs.tokens_spent
         depth, latest, probes = view.depth, None, 0
         answers, depths, confidences = view.answers, view.depths, view.confidences
+        shown = len(answers)
         try:
             for cost, at, answer, final, confidence in units:
                 if cost is None or (budget is not None and spent >= budget):
@@ -354,6 +359,42 @@ class EpisodeMachine:
             if latest is not None:
                 set_latest(view, latest)
             self.probes += probes
+            if self.changes is not None:
+                self.changes.record(view, shown)
+
+
+class Changes:
+    """What the machine changed in the observation, in the flat form of `obs_sync`'s deltas: five ints
+    per touched branch (id, depth, tokens, state 1 finished | 2 pruned, n new answers; -n when their
+    depths are listed because they are not the n depths ending at the branch's depth)."""
+
+    __slots__ = ("answers", "confidences", "depths", "ints")
+
+    def __init__(self) -> None:
+        self.ints: list[int] = []
+        self.answers: list[str] = []
+        self.depths: list[int] = []
+        self.confidences: list[float | None] = []
+
+    def record(self, view: BranchView, shown: int) -> None:
+        """The branch after an action that revealed its answers from index `shown` on."""
+        depth = view.depth
+        n = len(view.answers) - shown
+        if n:
+            self.answers += view.answers[shown:]
+            at = view.depths[shown:]
+            if at[0] != depth - n + 1 or at[-1] != depth or (n > 2 and at != list(range(depth - n + 1, depth + 1))):
+                self.depths += at
+                n = -n
+            self.confidences += view.confidences[shown:]
+        self.ints += (view.id, depth, view.tokens, view.finished | (view.pruned << 1), n)
+
+    def take(self) -> tuple[list[int], list[str], list[int], list[float | None] | None]:
+        """The changes so far (confidences None when there are none), and a fresh log."""
+        out = self.ints, self.answers, self.depths, self.confidences
+        self.ints, self.answers, self.depths, self.confidences = [], [], [], []
+        confidences = out[3]
+        return out[0], out[1], out[2], None if confidences.count(None) == len(confidences) else confidences
 
 
 def _state(view: BranchView) -> str:

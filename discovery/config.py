@@ -10,10 +10,10 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from autotts.controllers.errors import AutoTTSError
+from autotts.sandbox import Limits
 
 from .explorers.accounting import DEFAULT_MODELS, Pricing
 from .explorers.base import Explorer
-from .sandbox import Limits
 
 __all__ = ["DiscoverConfig", "DiscoverConfigError", "build_explorer"]
 
@@ -44,6 +44,7 @@ class DiscoverConfig:
     cpu_seconds: float = 600.0
     memory_mb: int = 3072
     wall_seconds: float = 900.0
+    allow_unsandboxed: bool = False  # --no-sandbox: plain subprocess workers where no kernel sandbox works
     model: str | None = None
     base_url: str | None = None
     api_key_env: str | None = None
@@ -85,7 +86,9 @@ class DiscoverConfig:
 
     @property
     def limits(self) -> Limits:
-        return Limits(cpu_seconds=self.cpu_seconds, memory_mb=self.memory_mb, wall_seconds=self.wall_seconds)
+        """The limits of one candidate's sandboxed worker (its whole evaluation)."""
+        return Limits(cpu_s=max(1, int(self.cpu_seconds)), memory_bytes=self.memory_mb << 20,
+                      wall_s=self.wall_seconds)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

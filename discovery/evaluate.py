@@ -1,11 +1,15 @@
-"""Scoring one candidate: static check → sandboxed β sweep → curve, objective, β check, dominance.
+"""Scoring one candidate: static check → sandboxed contract check and β sweep → curve, objective, checks.
 
-`evaluate_source(source, config)` never raises for anything the candidate does: every outcome,
-from a syntax error to a memory bomb, is a record with a `status` and `errors` the explorer can
-read. Only ``status == "ok"`` candidates are eligible to become artifacts.
+The candidate's code runs only in a worker isolated by the kernel (`autotts.sandbox`): it is
+loaded there, its instances live there and every step it takes is computed there. Everything
+that decides its score stays in this process: the stores and gold answers, the episode machines
+(which apply its actions and charge their costs), the correctness of its answers and the cells
+below. `evaluate_source(source, config)` never raises for anything the candidate does: every
+outcome, from a syntax error to a memory bomb, is a record with a `status` and `errors` the
+explorer can read. Only ``status == "ok"`` candidates are eligible to become artifacts.
 
 Statuses: ok · static_error · load_error · no_beta · schedule_error · check_failed ·
-failed_episodes · beta_violation · violation · timeout · cpu · memory · output · crash.
+failed_episodes · beta_violation · timeout · cpu · memory · output · crash.
 """
 
 from __future__ import annotations
@@ -14,11 +18,22 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from autotts.controllers.base import check_schedule_table
+from autotts.controllers.errors import AutoTTSError, ControllerSpecError
+from autotts.controllers.normalize import is_correct
+from autotts.offline.check import check_sandboxed
+from autotts.offline.env import ReplayEnv
+from autotts.offline.store import ReplayStore, load_store
+from autotts.sandbox import Limits, WorkerError
+from autotts.sandbox.remote import CandidateError, SandboxedClass, failure_kind, run_lockstep
+
+from .grid import render_grid
 from .objective import beta_check, curve_from_cells, dominated_by, objective
-from .sandbox import Limits, run_task
 from .static import problems
 
 __all__ = ["EvalConfig", "evaluate_source"]
+
+_STORES: dict[str, ReplayStore] = {}  # loaded once per process, for every candidate
 
 
 @dataclass(frozen=True)
@@ -27,19 +42,29 @@ class EvalConfig:
     betas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     seeds: tuple[int, ...] = tuple(range(10))
     gamma: float = 2e-6  # accuracy points per token
-    limits: Limits = field(default_factory=Limits)
+    limits: Limits = field(default_factory=lambda: Limits(cpu_s=600, memory_bytes=3 << 30, wall_s=900.0))
+    allow_unsandboxed: bool | None = None  # a plain subprocess where no kernel sandbox works (--no-sandbox)
     max_steps: int = 1000
-    episode_timeout_s: float = 5.0
+    episode_timeout_s: float = 5.0  # CPU seconds one step may take
     beta_rel_tol: float = 0.03
     beta_policy: str = "reject"  # or "flag"
     grids: int = 2
+    fail_fast_episodes: int = 60
     baselines: tuple[dict[str, Any], ...] = ()  # labelled built-in points, for dominance
+    #: the static check is a first, cheap layer only: the sandbox holds without it (tests switch it off)
+    static_check: bool = True
 
-    def payload(self, source: str) -> dict[str, Any]:
-        mid = self.betas[len(self.betas) // 2] if self.betas else None
-        return {"source": source, "stores": list(self.stores), "betas": list(self.betas), "seeds": list(self.seeds),
-                "max_steps": self.max_steps, "episode_timeout_s": self.episode_timeout_s, "grid_beta": mid,
-                "max_grids": self.grids}
+
+class _Stop(Exception):
+    """The evaluation ends early with this status and these errors."""
+
+    def __init__(self, status: str, *errors: str, cells: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(status)
+        self.status, self.errors, self.cells = status, [e for e in errors if e], cells or []
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def evaluate_source(source: str, config: EvalConfig) -> dict[str, Any]:
@@ -47,30 +72,30 @@ def evaluate_source(source: str, config: EvalConfig) -> dict[str, Any]:
     start = time.perf_counter()
     record: dict[str, Any] = {"status": "ok", "errors": [], "curve": [], "objective": None, "grids": [],
                               "beta_check": [], "dominates": [], "class": None}
-    found = problems(source)
+    found = problems(source) if config.static_check else []
     if found:
-        record.update(status="static_error", errors=found[:10])
-        record["wall_s"] = round(time.perf_counter() - start, 3)
+        record.update(status="static_error", errors=found[:10], wall_s=round(time.perf_counter() - start, 3))
         return record
-    box = run_task("evaluate", config.payload(source), config.limits)
+    klass = None
+    try:
+        klass = SandboxedClass.load(source, limits=config.limits, allow_unsandboxed=config.allow_unsandboxed,
+                                    timeout_s=config.limits.wall_s)
+        cells = _score(klass, config, record, deadline=start + config.limits.wall_s)
+    except CandidateError as exc:
+        record.update(status="load_error", errors=[str(exc)])
+        cells = []
+    except WorkerError as exc:
+        record.update(status=failure_kind(exc), errors=[_first_line(exc)])
+        if exc.stderr_tail.strip():
+            record["stderr_tail"] = exc.stderr_tail[-1200:]
+        cells = []
+    except _Stop as stop:
+        record.update(status=stop.status, errors=stop.errors[:6])
+        cells = stop.cells
+    finally:
+        if klass is not None:
+            klass.close()
     record["wall_s"] = round(time.perf_counter() - start, 3)
-    if box.kind != "ok" and not (box.kind == "violation" and box.result):
-        record.update(status=box.kind, errors=[box.error or "unknown failure", *box.violations[:5]])
-        if box.stderr_tail.strip():
-            record["stderr_tail"] = box.stderr_tail[-1200:]
-        return record
-    result = box.result or {}
-    record.update(status=result.get("status", "crash"), errors=list(result.get("errors", [])),
-                  grids=result.get("grids", []), schedule=result.get("schedule"), **{"class": result.get("class")})
-    if box.kind == "violation":
-        record.update(status="violation", errors=[box.error or "forbidden operation", *record["errors"]])
-    cls = result.get("class") or {}
-    if record["status"] == "ok" and (cls.get("beta_range") is None or not cls.get("budget_knobs")
-                                     or not result.get("schedule") or len(result["schedule"][0]) <= 1):
-        record.update(status="no_beta", errors=[
-            "a candidate must be beta-parameterised: set beta_range, default_beta, a non-empty schedule(beta) "
-            "and list its spending knobs in budget_knobs"])
-    cells = result.get("cells") or []
     if cells:
         curve = curve_from_cells(cells)
         record["curve"] = curve
@@ -81,3 +106,82 @@ def evaluate_source(source: str, config: EvalConfig) -> dict[str, Any]:
             record["status"] = "beta_violation"
             record["errors"] = ["measured tokens must not decrease as beta grows: " + record["beta_check"][0]]
     return record
+
+
+def _score(klass: SandboxedClass, config: EvalConfig, record: dict[str, Any], *, deadline: float) -> list[dict]:
+    """Contract check and β sweep of the loaded class; fills `record`, returns the cells."""
+    info = klass.info
+    record["class"] = {"name": info.name, "entry": info.entry, "beta_range": info.beta_range,
+                       "default_beta": info.default_beta, "budget_knobs": list(info.budget_knobs)}
+    if info.beta_range is None or not info.budget_knobs:
+        raise _Stop("no_beta", "a candidate must be beta-parameterised: set beta_range, default_beta, a "
+                               "schedule(beta) returning its knobs, and list the knobs that bound spending in "
+                               "budget_knobs")
+    if info.schedule_error:
+        raise _Stop("schedule_error", f"schedule() raised {info.schedule_error}")
+    try:  # the worker's own check is not taken on trust: its table is checked again here
+        check_schedule_table(info.name, info.schedule or [], info.budget_knobs)
+    except ControllerSpecError as exc:
+        raise _Stop("schedule_error", str(exc)) from None
+    record["schedule"] = (info.schedule or [])[::4]
+    if not info.schedule or len(info.schedule[0]) <= 1:
+        raise _Stop("no_beta", "schedule(beta) returned no knobs")
+    controllers = {}
+    for beta in config.betas:
+        try:
+            controllers[beta] = klass.new(beta)
+            check_sandboxed(controllers[beta], episodes=4, max_steps=config.max_steps,
+                            step_timeout_s=config.episode_timeout_s)
+        except AutoTTSError as exc:
+            if klass.failure is not None:  # the worker itself failed (limits, crash): that is the status
+                raise klass.failure from None
+            raise _Stop("check_failed", f"contract check at beta={beta}: {exc}") from None
+    cells: list[dict[str, Any]] = []
+    failed_total = episodes_total = 0
+    grid_beta = config.betas[len(config.betas) // 2]
+    for path in config.stores:
+        if time.perf_counter() > deadline:
+            raise _Stop("timeout", f"the evaluation ran past its wall-clock limit of {config.limits.wall_s:g} s")
+        store = _STORES.get(path) or _STORES.setdefault(path, load_store(path))
+        new_cells = _sweep(klass, controllers, store, config, record, grid_beta)
+        cells += new_cells
+        failed_total += sum(c["failed"] for c in new_cells)
+        episodes_total += sum(c["episodes"] for c in new_cells)
+        if episodes_total >= config.fail_fast_episodes and failed_total > episodes_total / 2:
+            record["errors"].insert(0, f"stopped early: {failed_total} of the first {episodes_total} episodes failed")
+            raise _Stop("failed_episodes", *record["errors"], cells=cells)
+    if failed_total:
+        record["status"] = "failed_episodes"
+    return cells
+
+
+def _sweep(klass: SandboxedClass, controllers: dict, store: ReplayStore, config: EvalConfig,
+           record: dict[str, Any], grid_beta: float) -> list[dict[str, Any]]:
+    """Every (β, seed, question) episode of one store, all in lockstep; one cell per β."""
+    env = ReplayEnv(store, max_steps=config.max_steps)
+    cases = [(beta, seed, q) for beta in config.betas for seed in config.seeds for q in range(store.n_questions)]
+    machines = [env.machine_for(q, seed, beta=controllers[beta].beta, log_changes=True) for beta, seed, q in cases]
+    errors = run_lockstep([(m, controllers[beta]) for (beta, _, _), m in zip(cases, machines, strict=True)],
+                          step_timeout_s=config.episode_timeout_s)
+    if klass.failure is not None:
+        raise klass.failure
+    cells = {beta: {"beta": beta, "store": store.path, "model": store.model, "dataset": store.dataset,
+                    "episodes": 0, "correct": 0, "tokens": 0, "tokens_sq": 0, "failed": 0} for beta in config.betas}
+    for (beta, seed, q), machine, error in zip(cases, machines, errors, strict=True):
+        cell, tokens = cells[beta], machine.obs.tokens_spent
+        correct = error is None and is_correct(machine.answer, store.golds[q])
+        cell["episodes"] += 1
+        cell["tokens"] += tokens
+        cell["tokens_sq"] += tokens * tokens
+        cell["correct"] += bool(correct)
+        if error is not None:
+            cell["failed"] += 1
+            message = f"{store.name} q{q} seed {seed} beta={beta}: {error}"
+            if len(record["errors"]) < 5 and not any(error in e for e in record["errors"]):
+                record["errors"].append(message)
+        elif (not correct and len(record["grids"]) < config.grids and beta == grid_beta and seed == config.seeds[0]
+              and all(g["store"] != store.name for g in record["grids"])):
+            record["grids"].append({"store": store.name, "question": q, "seed": seed, "beta": beta,
+                                    "text": render_grid(machine.obs, answer=machine.answer, gold=store.golds[q],
+                                                        title=store.name)})
+    return list(cells.values())

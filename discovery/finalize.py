@@ -63,7 +63,8 @@ def _heldout(history: History, config: DiscoverConfig, finalists, progress: bool
                            workers=config.workers, progress=progress)
     cache: dict[str, Any] = history.read_json("heldout.json") or {}
     ecfg = EvalConfig(stores=tuple(config.heldout), betas=tuple(config.betas), seeds=tuple(range(config.heldout_seeds)),
-                      gamma=config.gamma, limits=config.limits, beta_policy="flag", grids=0, baselines=tuple(points))
+                      gamma=config.gamma, limits=config.limits, allow_unsandboxed=config.allow_unsandboxed or None,
+                      beta_policy="flag", grids=0, baselines=tuple(points))
     todo = [r for r, _ in finalists if r["key"] not in cache]
 
     def run(record):
@@ -109,7 +110,7 @@ def finalize(history: History, config: DiscoverConfig, explorer: Explorer, searc
                       "llm_input_tokens": spend["input_tokens"], "llm_output_tokens": spend["output_tokens"],
                       "evaluations": len(history.records)}
         path, error = write_artifact(Path(history.root) / "artifacts" / name, history.source(record), scorecard,
-                                     provenance)
+                                     provenance, config)
         if error:
             log.warning("artifact for %s not written: %s", record["id"], error)
         artifacts.append({"id": record["id"], "path": str(path) if path else None, "error": error, "why": why,

@@ -153,7 +153,8 @@ def run_discovery(config: DiscoverConfig | None, out: str | Path, *, resume: boo
                                   workers=config.workers, progress=progress)
     eval_config = EvalConfig(stores=tuple(config.data), betas=tuple(config.betas),
                              seeds=tuple(range(config.search_seeds)), gamma=config.gamma, limits=config.limits,
-                             beta_policy=config.beta_policy, baselines=tuple(search_points))
+                             allow_unsandboxed=config.allow_unsandboxed or None, beta_policy=config.beta_policy,
+                             baselines=tuple(search_points))
     bar = _bar(config.rounds, len(history.rounds), progress)
     stop_reason = "rounds done"
 

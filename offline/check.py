@@ -4,19 +4,21 @@ On small synthetic stores, driven by the episode machine through the replay driv
 is monotone; every episode ends with an answer within the step limit and without illegal actions;
 the controller is deterministic and keeps no state between episodes (the same episodes in another
 order give the same actions). It cannot modify the observation: that is read-only by construction.
+`check_sandboxed` runs the same checks on a controller whose code lives in a sandboxed worker.
 """
 
 from __future__ import annotations
 
 import random
 
-from autotts.controllers.base import Controller, check_schedule
-from autotts.controllers.errors import AutoTTSError, EpisodeError
+from autotts.controllers.base import Controller, check_schedule, check_schedule_table
+from autotts.controllers.errors import AutoTTSError, ControllerSpecError, EpisodeError
+from autotts.sandbox.remote import SandboxedController, run_lockstep
 
 from .env import ReplayEnv
 from .store import ReplayStore
 
-__all__ = ["check_controller", "synthetic_store"]
+__all__ = ["check_controller", "check_sandboxed", "synthetic_store"]
 
 
 def synthetic_store(seed: int = 0, questions: int = 4, branches: int = 64, segment_tokens: int = 100) -> ReplayStore:
@@ -59,7 +61,33 @@ def check_controller(controller: Controller, *, episodes: int = 6, max_steps: in
     cases = [(i % env.store.n_questions, i) for i in range(episodes)]
     first = [_episode_log(controller, env, q, s) for q, s in cases]
     again = [_episode_log(controller, env, q, s) for q, s in reversed(cases)][::-1]
+    _compare(controller.spec, cases, first, again)
+
+
+def check_sandboxed(controller: SandboxedController, *, episodes: int = 6, max_steps: int = 2000,
+                    step_timeout_s: float = 5.0) -> None:
+    """`check_controller` for a controller living in a sandboxed worker: the same episodes, all in
+    lockstep, twice in opposite orders; the schedule table its worker reported is checked here."""
+    info = controller.owner.info
+    if info.schedule_error:
+        raise ControllerSpecError(f"{info.name}: schedule() failed: {info.schedule_error}")
+    check_schedule_table(info.name, info.schedule or [], info.budget_knobs)
+    env = ReplayEnv(synthetic_store(), max_steps=max_steps, record_trace=True)
+    cases = [(i % env.store.n_questions, i) for i in range(episodes)]
+
+    def traces(order: list[tuple[int, int]]) -> list[list[dict]]:
+        machines = [env.machine_for(q, s, beta=controller.beta, log_changes=True) for q, s in order]
+        errors = run_lockstep([(m, controller) for m in machines], step_timeout_s=step_timeout_s)
+        for (q, s), error in zip(order, errors, strict=True):
+            if error is not None:
+                raise EpisodeError(f"controller {controller.spec!r}, synthetic question {q}, seed {s}: {error}")
+        return [m.trace or [] for m in machines]
+
+    _compare(controller.spec, cases, traces(cases), traces(cases[::-1])[::-1])
+
+
+def _compare(spec: str, cases: list[tuple[int, int]], first: list, again: list) -> None:
     for (q, s), a, b in zip(cases, first, again, strict=True):
         if a != b:
-            raise EpisodeError(f"controller {controller.spec!r} is not deterministic or keeps state between "
+            raise EpisodeError(f"controller {spec!r} is not deterministic or keeps state between "
                                f"episodes: synthetic question {q}, seed {s} differed on a second run")

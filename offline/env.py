@@ -54,7 +54,8 @@ class ReplayEnv:
         self.max_steps = max_steps
         self.machine: EpisodeMachine | None = None
 
-    def machine_for(self, question: int, seed: int, *, beta: float | None = None) -> EpisodeMachine:
+    def machine_for(self, question: int, seed: int, *, beta: float | None = None, record_trace: bool | None = None,
+                    log_changes: bool = False) -> EpisodeMachine:
         """A fresh episode machine for (question, seed) on this store (drivers that step it themselves)."""
         q = self.store.question(question)
         order = branch_order(len(q.tokens), seed)
@@ -67,7 +68,8 @@ class ReplayEnv:
         return EpisodeMachine(question, q.question, segment_tokens=self.store.segment_tokens,
                               branches_available=len(tokens), beta=beta, token_budget=self.token_budget,
                               kappa_probe=self.kappa_probe, max_steps=self.max_steps,
-                              record_trace=self.record_trace, recorded=recorded)
+                              record_trace=self.record_trace if record_trace is None else record_trace,
+                              recorded=recorded, log_changes=log_changes)
 
     # --- Gymnasium-style contract ----------------------------------------------------------
     def reset(self, question: int, seed: int, *, beta: float | None = None) -> Observation:

@@ -12,11 +12,12 @@ from typing import Any
 
 from autotts.controllers.actions import action_from_dict
 from autotts.controllers.base import Controller
+from autotts.controllers.episode import EpisodeMachine
 from autotts.controllers.normalize import is_correct
 
 from .env import ReplayEnv
 
-__all__ = ["EpisodeResult", "TraceController", "replay_trace", "run_episode"]
+__all__ = ["EpisodeResult", "TraceController", "episode_result", "replay_trace", "run_episode"]
 
 
 @dataclass
@@ -46,7 +47,14 @@ def run_episode(controller: Controller, env: ReplayEnv, question: int, seed: int
             machine.step(step(obs))
     except Exception:  # the controller's fault ends this episode only; the traceback is the report
         error = traceback.format_exc(limit=-8)
-    gold = env.store.golds[question]
+    return episode_result(machine, env.store.golds[question], question, seed, error=error, answer_mode=answer_mode)
+
+
+def episode_result(machine: EpisodeMachine, gold: str | None, question: int, seed: int, *, error: str | None,
+                   answer_mode: str = "exact") -> EpisodeResult:
+    """The result of an episode that `machine` ran, judged against `gold` (by this process, never the
+    controller's)."""
+    obs = machine.obs
     answer = machine.answer if error is None else None
     return EpisodeResult(
         question=question, seed=seed, answer=answer,

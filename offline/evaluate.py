@@ -2,7 +2,9 @@
 
 A *cell* is one (controller spec, store); it is split into seed chunks so both cores stay busy.
 Stores are loaded once in the parent (so bad files fail before any work starts) and reach forked
-workers for free; controllers are re-created in each worker from their spec.
+workers for free; controllers are re-created in each worker from their spec. Built-ins run in
+process (compiled kernels where they have them); artifacts, whose code may come from a model, run
+in a sandboxed worker (`sandboxed`), unless `EvalOptions.in_process` says the code is the user's own.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from autotts.controllers.registry import load
 from .env import ReplayEnv
 from .episode import EpisodeResult, run_episode
 from .importer import find_data_files
+from .sandboxed import SandboxOptions, artifact_spec, close_workers, run_sandboxed, sandboxed_controller
 from .store import ReplayStore, load_store
 
 __all__ = ["CellResult", "EvalOptions", "bundled_data_dir", "evaluate", "resolve_stores"]
@@ -41,7 +44,9 @@ class EvalOptions:
     token_budget: int | None = None
     answer_mode: str = "exact"
     trace_seeds: tuple[int, ...] = ()
-    allow_code: bool = True
+    #: run artifact code in this process, unsandboxed: only for code you wrote yourself
+    in_process: bool = False
+    sandbox: SandboxOptions = field(default_factory=SandboxOptions)
     chunk_seeds: int = 10
 
 
@@ -89,7 +94,11 @@ def resolve_stores(paths: list[str | Path]) -> list[ReplayStore]:
 def _run_chunk(spec: str, store_key: str, seeds: list[int], opts: EvalOptions) -> tuple[list[EpisodeResult], float]:
     start = time.perf_counter()
     store = _STORES.get(store_key) or _STORES.setdefault(store_key, load_store(store_key))
-    controller = load(spec, allow_code=opts.allow_code)
+    if not opts.in_process and artifact_spec(spec) is not None:
+        episodes = run_sandboxed(spec, store, seeds, kappa_probe=opts.kappa_probe, token_budget=opts.token_budget,
+                                 answer_mode=opts.answer_mode, trace_seeds=opts.trace_seeds, options=opts.sandbox)
+        return episodes, time.perf_counter() - start
+    controller = load(spec, allow_code=True)
     from .fast import run_fast  # built-ins: compiled kernels, same episodes (tests/unit/test_fast_path.py)
 
     fast = run_fast(controller, store, [s for s in seeds if s not in opts.trace_seeds], kappa_probe=opts.kappa_probe,
@@ -117,7 +126,7 @@ def evaluate(specs: list[str], stores: list[ReplayStore], opts: EvalOptions | No
     local Ray instance with `workers` CPUs, anything else is passed to ``ray.init(address=...)``.
     """
     opts = opts or EvalOptions()
-    controllers = [load(spec, allow_code=opts.allow_code) for spec in specs]  # fail fast on bad specs
+    controllers = [_describe(spec, opts) for spec in specs]  # fail fast on bad specs
     cells = []
     for spec, controller in zip(specs, controllers, strict=True):
         for store in stores:
@@ -163,6 +172,20 @@ def evaluate(specs: list[str], stores: list[ReplayStore], opts: EvalOptions | No
                         failed[0].question, failed[0].seed, failed[0].error)
         out.append(cell)
     return out
+
+
+def _describe(spec: str, opts: EvalOptions) -> Any:
+    """The controller a spec names (name, β, parameters), its spec checked before any work starts.
+
+    An artifact is checked in a sandboxed worker that is closed again, so that the evaluation's
+    processes start their own.
+    """
+    if opts.in_process or artifact_spec(spec) is None:
+        return load(spec, allow_code=True)
+    try:
+        return sandboxed_controller(spec, opts.sandbox)
+    finally:
+        close_workers()
 
 
 def _collect(cells, parts, ci, seeds, result) -> None:

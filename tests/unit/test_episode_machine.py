@@ -10,12 +10,14 @@ machine does in every state, not by restating it.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 
 import pytest
 from autotts.controllers import Answer, Branch, Continue, Controller, IllegalActionError, Probe, Prune
 from autotts.controllers.episode import LEGALITY, EpisodeMachine
-from autotts.controllers.errors import ObservationReadOnlyError
+from autotts.controllers.errors import EpisodeError, ObservationReadOnlyError
+from autotts.controllers.obs_sync import ObservationSync, apply_delta, describe, new_observation
 from autotts.offline.env import ReplayEnv
 from autotts.offline.episode import run_episode as replay_episode
 from autotts.server.errors import ControllerFailed
@@ -178,3 +180,23 @@ def test_the_observation_is_read_only_for_controllers():
     obs.memory["mine"] = 1  # the one thing a controller may change
     assert (obs.tokens_spent, view.depth, view.answers) == (500, 1, ["x"])
     assert list(view.answers) + ["more"] == ["x", "more"]  # copies are ordinary lists
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(branches=st.lists(trajectory, min_size=1, max_size=6), script=batches,
+       budget=st.one_of(st.none(), st.integers(1, 6000)))
+def test_a_mirror_fed_the_machines_change_log_equals_its_observation(branches, script, budget):
+    """What the sandbox's worker sees is what an in-process controller would see, field by field."""
+    store = store_in_opening_order(branches)
+    machine = ReplayEnv(store, token_budget=budget).machine_for(0, 0, log_changes=True)
+    sync = ObservationSync(machine)
+    mirror = new_observation(json.loads(json.dumps(sync.init())))
+    for batch in script:
+        try:
+            machine.step(batch)
+        except (IllegalActionError, EpisodeError):
+            pass  # the failed action's partial effects are logged too
+        apply_delta(mirror, json.loads(json.dumps(sync.delta())))  # through JSON, as over the wire
+        assert describe(mirror) == describe(machine.obs)
+        if machine.done or machine.failed:
+            break

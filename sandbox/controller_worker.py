@@ -1,0 +1,178 @@
+"""Inside the jail: one model-written controller class, its episodes' observations, their steps.
+
+This module runs in the sandboxed worker (`autotts.sandbox.jail`) and imports only the standard
+library, `autotts.controllers` and the frame helpers. It never sees a store, a gold answer or a
+score: the trusted parent runs the episode machine and sends, per step, only what the controller
+is shown (the `obs_sync` delta); the worker mirrors it into a read-only `Observation`, calls the
+controller and sends back its batch in the actions' compact form. JSON both ways.
+
+Requests (``{"op": ...}``) and replies:
+
+* ``load {source}`` → the class's description and β schedule (or why it cannot be used);
+* ``new {id, beta, params}`` → an instance (its spec, β and parameters after validation);
+* ``step {episodes: [[eid, instance, init | null, delta], ...], timeout_s}`` → per episode the batch,
+  ``{"type": name}`` when the step returned no list, or ``{"error": text}`` when it raised;
+* ``end {episodes: [eid, ...]}`` drops mirrors; ``digest {eid}`` describes a mirror (for tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import linecache
+import signal
+import sys
+import traceback
+import types
+from typing import Any
+
+from autotts.controllers.actions import ACTION_TYPES, ANSWER
+from autotts.controllers.base import Controller, check_schedule
+from autotts.controllers.obs_sync import apply_delta, describe, new_observation
+
+ORIGIN = "<candidate>"
+_ACTIONS = frozenset(ACTION_TYPES)
+_MAX_TEXT = 2000
+
+
+class StepTimeout(BaseException):  # BaseException: `except Exception` in controller code does not swallow it
+    pass
+
+
+def _on_timer(signum: int, frame: Any) -> None:
+    raise StepTimeout("the step used more CPU time than the per-step limit")
+
+
+class Worker:
+    def __init__(self) -> None:
+        self.cls: type[Controller] | None = None
+        self.instances: dict[int, Controller] = {}
+        self.episodes: dict[Any, tuple[Any, Controller]] = {}
+
+    # --- ops -----------------------------------------------------------------------------------
+    def load(self, source: str, entry: str | None = None, points: int = 41) -> dict[str, Any]:
+        linecache.cache[ORIGIN] = (len(source), None, source.splitlines(True), ORIGIN)
+        module = types.ModuleType("autotts_candidate_" + hashlib.sha1(source.encode()).hexdigest()[:10])
+        module.__file__ = ORIGIN
+        try:
+            exec(compile(source, ORIGIN, "exec"), module.__dict__)
+        except BaseException as exc:  # any failure of candidate code is its report
+            return {"ok": False, "stage": "load", "error": _short(exc)}
+        sys.modules[module.__name__] = module
+        if entry is not None:
+            cls = getattr(module, entry, None)
+            found = [cls] if isinstance(cls, type) and issubclass(cls, Controller) else []
+        else:
+            found = [v for v in vars(module).values()
+                     if isinstance(v, type) and issubclass(v, Controller) and v.__module__ == module.__name__]
+        if len(found) != 1:
+            what = f"entry {entry!r} is not a Controller subclass" if entry else \
+                f"the code must define exactly one Controller subclass, found {len(found)}"
+            return {"ok": False, "stage": "load", "error": what}
+        self.cls = cls = found[0]
+        info = {"name": str(cls.name), "version": str(cls.version), "entry": cls.__name__,
+                "description": str(cls.description),
+                "parameters": {str(k): p.describe() for k, p in cls.parameters.items()},
+                "beta_range": None if cls.beta_range is None else [float(x) for x in cls.beta_range],
+                "default_beta": cls.default_beta, "budget_knobs": [str(k) for k in cls.budget_knobs]}
+        try:
+            schedule = check_schedule(cls, points=points)
+        except BaseException as exc:
+            return {"ok": True, "info": info, "schedule": None, "schedule_error": _short(exc)}
+        return {"ok": True, "info": info, "schedule": schedule, "schedule_error": None}
+
+    def new(self, id: int, beta: Any = None, params: dict | None = None) -> dict[str, Any]:
+        if self.cls is None:
+            return {"ok": False, "error": "no controller class loaded"}
+        try:
+            controller = self.cls(beta=beta, **(params or {}))
+            spec = controller.spec
+        except BaseException as exc:
+            return {"ok": False, "error": _short(exc)}
+        self.instances[id] = controller
+        return {"ok": True, "spec": spec, "beta": controller.beta, "params": controller.params}
+
+    def step(self, episodes: list, timeout_s: float = 5.0, end: list | None = None) -> list:
+        self.end(end or [])
+        out = []
+        for eid, instance, init, delta in episodes:
+            if init is not None:
+                self.episodes[eid] = (new_observation(init), self.instances[instance])
+            obs, controller = self.episodes[eid]
+            apply_delta(obs, delta)
+            signal.setitimer(signal.ITIMER_PROF, timeout_s)
+            try:
+                batch = controller.step(obs)
+            except MemoryError:
+                raise
+            except BaseException as exc:  # the step's failure is this episode's report
+                out.append({"error": _short(exc)})
+                continue
+            finally:
+                signal.setitimer(signal.ITIMER_PROF, 0)
+            out.append(_encode(batch))
+        return out
+
+    def end(self, episodes: list) -> dict[str, Any]:
+        for eid in episodes:
+            self.episodes.pop(eid, None)
+        return {"ok": True}
+
+    def digest(self, eid: Any) -> dict[str, Any]:
+        return describe(self.episodes[eid][0])
+
+
+def _encode(batch: Any) -> Any:
+    """The batch as ``[ints, texts]``: four ints per action (kind, x, segments or 0, probe) with the
+    answer's text, or the repr of anything that is not an action, in `texts` (x is its index)."""
+    kind = type(batch)
+    if kind in _ACTIONS:
+        batch = (batch,)
+    elif kind is not list and kind is not tuple:
+        return {"type": kind.__name__}
+    ints: list[Any] = []
+    texts: list[str] = []
+    for action in batch:
+        if type(action) in _ACTIONS:
+            code = action[0]
+            if code == ANSWER:
+                ints += (ANSWER, len(texts), 0, 0)
+                texts.append(action[1])
+            else:
+                segments = action[2]
+                ints += (code, action[1], 0 if segments is None else segments, 1 if action[3] else 0)
+        else:
+            try:
+                text = repr(action)[:80]
+            except BaseException:
+                text = f"<{type(action).__name__}>"
+            ints += (-1, len(texts), 0, 0)
+            texts.append(text)
+    return [ints, texts]
+
+
+def _short(exc: BaseException) -> str:
+    """`Type: message (at <candidate> line N)`, at most a few lines, for the explorer and the logs."""
+    lines = traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-6)
+    where = [ln.strip() for ln in "".join(lines).splitlines() if ORIGIN in ln]
+    head = f"{type(exc).__name__}: {exc}"[:_MAX_TEXT]
+    return f"{head} (at {where[-1]})" if where else head
+
+
+def main() -> None:
+    from autotts.sandbox._frames import serve
+
+    signal.signal(signal.SIGPROF, _on_timer)
+    worker = Worker()
+
+    def handle(payload: bytes) -> bytes:
+        request = json.loads(payload)
+        op = request.pop("op")
+        try:
+            reply = getattr(worker, op)(**request) if op in ("load", "new", "step", "end", "digest") else \
+                {"ok": False, "error": f"unknown op {op!r}"}
+        except StepTimeout as exc:  # fired outside the controller's own step
+            reply = {"ok": False, "error": str(exc)}
+        return json.dumps(reply, separators=(",", ":")).encode()
+
+    serve(handle)

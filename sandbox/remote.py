@@ -1,0 +1,310 @@
+"""The trusted side of a model-written controller: its class lives in a jailed worker, its episodes here.
+
+`SandboxedClass.load(source)` starts a worker (`autotts.sandbox.channel`) running
+`controller_worker`, which executes the source and reports the class (name, β range, schedule).
+`new(beta, **params)` creates instances in the worker. `run_lockstep(pairs)` then drives many
+episode machines at once: every message carries one step of every unfinished episode (what each
+controller is shown, as an `obs_sync` delta) and brings back their batches, which the machines
+(here, in the trusted process) validate and apply. Costs, answers and scores are the machines'
+own; nothing the worker says is taken as a fact beyond "this is the batch".
+
+A worker that crashes, times out or breaks the protocol ends every episode it was running with
+that reason (`SandboxedClass.failure`, a `WorkerError`); load the class again to go on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import autotts.controllers
+from autotts.controllers.actions import ANSWER, from_compact
+from autotts.controllers.artifact import write_artifact
+from autotts.controllers.base import check_schedule_table
+from autotts.controllers.episode import EpisodeMachine
+from autotts.controllers.errors import AutoTTSError, ControllerSpecError, EpisodeError, IllegalActionError
+from autotts.controllers.obs_sync import ObservationSync
+
+from .channel import Worker
+from .errors import SandboxError, WorkerCrashed, WorkerError, WorkerOutputTooLarge, WorkerTimeout
+from .limits import Limits
+
+__all__ = ["CandidateError", "ControllerInfo", "SandboxedClass", "SandboxedController", "decode_batch",
+           "failure_kind", "run_lockstep", "save_artifact"]
+
+ENTRY = "autotts.sandbox.controller_worker:main"
+_HERE = Path(__file__).resolve().parent
+SOURCES = {"autotts.controllers": Path(autotts.controllers.__file__).resolve().parent,
+           "autotts.sandbox.controller_worker": _HERE / "controller_worker.py"}
+
+
+class CandidateError(SandboxError):
+    """The controller code cannot be used: it does not load, defines no single controller class, or
+    its parameters are refused. `stage` says where (load, schedule, new)."""
+
+    def __init__(self, message: str, *, stage: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+@dataclass(frozen=True)
+class ControllerInfo:
+    """What the worker reported about the class (untrusted text; used for manifests and messages only)."""
+
+    name: str
+    version: str
+    entry: str
+    description: str
+    parameters: dict[str, Any]
+    beta_range: tuple[float, float] | None
+    default_beta: float | None
+    budget_knobs: tuple[str, ...]
+    schedule: list[dict[str, Any]] | None  # the β schedule on a grid, None when it failed
+    schedule_error: str | None
+
+
+@dataclass(frozen=True)
+class SandboxedController:
+    """One instance in the worker: what drivers need to name it (it has no `step` here)."""
+
+    owner: SandboxedClass
+    id: int
+    name: str
+    spec: str
+    beta: float | None
+    params: dict[str, Any]
+
+
+def _check_reply(reply: Any, expect: type) -> Any:
+    if not isinstance(reply, expect):
+        raise WorkerCrashed(f"sandboxed worker broke the protocol: expected a JSON {expect.__name__}, "
+                            f"got {type(reply).__name__}", kind="protocol", returncode=None)
+    return reply
+
+
+def failure_kind(error: WorkerError) -> str:
+    """timeout | cpu | memory | output | crash: how a worker failed, in the words discovery reports."""
+    if isinstance(error, WorkerTimeout):
+        return "timeout"
+    if isinstance(error, WorkerOutputTooLarge):
+        return "output"
+    kind = getattr(error, "kind", "")
+    return kind if kind in ("cpu", "memory") else "crash"
+
+
+class SandboxedClass:
+    """A controller class loaded from source into its own jailed worker."""
+
+    def __init__(self, worker: Worker, info: ControllerInfo) -> None:
+        self.worker, self.info = worker, info
+        self.failure: WorkerError | None = None  # why the worker is unusable
+        self._ids = itertools.count()
+        self._episodes = itertools.count()
+
+    @classmethod
+    def load(cls, source: str, *, limits: Limits | None = None, entry: str | None = None,
+             allow_unsandboxed: bool | None = None, timeout_s: float = 60.0) -> SandboxedClass:
+        """Start a worker and load `source`; raises `CandidateError` when the code is not usable and
+        `SandboxUnavailable` when no sandbox works here (and running unsandboxed was not allowed)."""
+        worker = Worker.start(SOURCES, ENTRY, limits or Limits(), allow_unsandboxed=allow_unsandboxed)
+        try:
+            reply = _request(worker, {"op": "load", "source": source, "entry": entry}, timeout_s)
+            _check_reply(reply, dict)
+            if not reply.get("ok"):
+                raise CandidateError(str(reply.get("error"))[:2000], stage=str(reply.get("stage", "load")))
+            info = reply["info"]
+            beta = info.get("beta_range")
+            return cls(worker, ControllerInfo(
+                name=str(info["name"]), version=str(info["version"]), entry=str(info["entry"]),
+                description=str(info["description"]), parameters=dict(info["parameters"]),
+                beta_range=None if beta is None else (float(beta[0]), float(beta[1])),
+                default_beta=info.get("default_beta"), budget_knobs=tuple(map(str, info["budget_knobs"])),
+                schedule=reply.get("schedule"), schedule_error=reply.get("schedule_error")))
+        except BaseException:
+            worker.close()
+            raise
+
+    def new(self, beta: float | str | None = None, *, timeout_s: float = 30.0, **params: Any) -> SandboxedController:
+        """An instance with this β and these parameters (validated by the class itself, in the worker)."""
+        cid = next(self._ids)
+        reply = _check_reply(self.request({"op": "new", "id": cid, "beta": beta, "params": params}, timeout_s), dict)
+        if not reply.get("ok"):
+            raise ControllerSpecError(f"controller {self.info.name!r}: {str(reply.get('error'))[:500]}")
+        return SandboxedController(self, cid, self.info.name, str(reply["spec"]), reply.get("beta"),
+                                   dict(reply.get("params") or {}))
+
+    def request(self, message: dict[str, Any], timeout_s: float) -> Any:
+        if self.failure is not None:
+            raise self.failure
+        try:
+            return _request(self.worker, message, timeout_s)
+        except WorkerError as exc:
+            self.fail(exc)
+            raise
+
+    def fail(self, error: WorkerError) -> None:
+        """The worker can no longer be trusted to follow the protocol: remember why and end it."""
+        self.failure = self.failure or error
+        self.worker.close()
+
+    def episode_id(self) -> int:
+        return next(self._episodes)
+
+    def close(self) -> None:
+        self.worker.close()
+
+    def __enter__(self) -> SandboxedClass:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+try:  # the trusted side's JSON: orjson where installed (several times faster), else the standard library
+    from orjson import dumps as _dumps
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - depends on the environment
+    def _dumps(obj: Any) -> bytes:
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+    _loads = json.loads
+
+
+def save_artifact(path: str | Path, source: str, *, scorecard: dict | None = None, provenance: dict | None = None,
+                  limits: Limits | None = None, allow_unsandboxed: bool | None = None) -> Path:
+    """Write an artifact for model-written `source`: its class is read in a sandboxed worker, the
+    reported schedule checked and the files written here (the worker never touches them)."""
+    with SandboxedClass.load(source, limits=limits, allow_unsandboxed=allow_unsandboxed) as klass:
+        info = klass.info
+    if info.schedule_error:
+        raise ControllerSpecError(f"{info.name}: schedule() failed: {info.schedule_error}")
+    check_schedule_table(info.name, info.schedule or [], info.budget_knobs)
+    description = {"name": info.name, "version": info.version, "entry": info.entry, "description": info.description,
+                   "parameters": info.parameters, "beta_range": info.beta_range, "default_beta": info.default_beta}
+    return write_artifact(path, source, description, info.schedule or [], scorecard=scorecard, provenance=provenance)
+
+
+def _request(worker: Worker, message: dict[str, Any], timeout_s: float) -> Any:
+    reply = worker.request(_dumps(message), timeout_s)
+    try:
+        return _loads(reply)
+    except (ValueError, RecursionError) as exc:
+        worker.close()
+        raise WorkerCrashed(f"sandboxed worker broke the protocol: its reply is not JSON ({exc})"[:300],
+                            kind="protocol", returncode=None) from None
+
+
+class _NotAnAction:
+    """Stands for something the worker's controller returned that is not an action (its repr only)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def decode_batch(item: Any) -> Any:
+    """A step's reply (``[ints, texts]``, see `controller_worker._encode`) as the machine's input, every
+    action validated as its constructor would; raises `EpisodeError` for a step that raised and
+    `IllegalActionError` for anything malformed."""
+    if isinstance(item, dict):
+        if "error" in item:
+            raise EpisodeError(f"the controller raised {str(item['error'])[:2000]}")
+        if "type" in item:  # the step returned something that is not a list: the machine names it
+            return type(str(item["type"])[:80], (), {})()
+        raise IllegalActionError("sandboxed worker sent an unknown reply")
+    try:
+        ints, texts = item
+        if type(ints) is not list or type(texts) is not list or len(ints) % 4:
+            raise TypeError
+        batch: list[Any] = []
+        it = iter(ints)
+        for kind, x, segments, probe in zip(it, it, it, it, strict=True):
+            if kind == ANSWER:
+                x = texts[x] if type(x) is int else None
+            elif kind == -1:
+                batch.append(_NotAnAction(str(texts[x])[:80]))
+                continue
+            batch.append(from_compact(kind, x, segments, probe))
+    except (TypeError, ValueError, IndexError):
+        raise IllegalActionError(f"sandboxed worker sent a malformed batch: {str(item)[:120]}") from None
+    return batch
+
+
+@dataclass
+class _Episode:
+    index: int
+    eid: int
+    machine: EpisodeMachine
+    controller: SandboxedController
+    sync: ObservationSync
+    init: list[Any] | None
+
+
+def _step_message(episodes: Sequence[_Episode], timeout_s: float) -> dict[str, Any]:
+    items = []
+    for e in episodes:
+        items.append([e.eid, e.controller.id, e.init, e.sync.delta()])
+        e.init = None
+    return {"op": "step", "episodes": items, "timeout_s": timeout_s}
+
+
+def _take(episode: _Episode, reply: Any) -> str | None:
+    """Apply one episode's reply to its machine; the episode's error, if it ended with one."""
+    try:
+        episode.machine.step(decode_batch(reply))
+    except AutoTTSError as exc:
+        return str(exc)
+    return None
+
+
+def run_lockstep(pairs: Sequence[tuple[EpisodeMachine, SandboxedController]], *, step_timeout_s: float = 5.0,
+                 message_timeout_s: float | None = None) -> list[str | None]:
+    """Run every (machine, controller) episode to its end, all in lockstep; the error of each (None: ok).
+
+    The machines must log their changes (``log_changes=True``) and all controllers must belong to
+    one `SandboxedClass`. A worker failure ends every unfinished episode with its reason.
+    """
+    if not pairs:
+        return []
+    owner = pairs[0][1].owner
+    if any(c.owner is not owner for _, c in pairs):
+        raise ValueError("run_lockstep: every controller must live in the same worker")
+    errors: list[str | None] = [None] * len(pairs)
+    pending = [_Episode(i, owner.episode_id(), m, c, sync := ObservationSync(m), sync.init())
+               for i, (m, c) in enumerate(pairs)]
+    ended: list[int] = []
+    while pending:
+        message = _step_message(pending, step_timeout_s)
+        if ended:
+            message["end"] = ended
+        timeout = message_timeout_s or max(30.0, step_timeout_s * len(pending) + 10)
+        try:
+            replies = _check_reply(owner.request(message, timeout), list)
+            if len(replies) != len(pending):
+                raise WorkerCrashed(f"sandboxed worker broke the protocol: {len(replies)} replies for "
+                                    f"{len(pending)} episodes", kind="protocol", returncode=None)
+        except WorkerError as exc:
+            owner.fail(exc)
+            reason = f"sandboxed worker failed: {str(exc).splitlines()[0]}"
+            for e in pending:
+                errors[e.index] = reason
+            return errors
+        still, ended = [], []
+        for e, reply in zip(pending, replies, strict=True):
+            errors[e.index] = _take(e, reply)
+            if errors[e.index] is None and not e.machine.done:
+                still.append(e)
+            else:
+                ended.append(e.eid)
+        pending = still
+    if ended and owner.failure is None:
+        with suppress(WorkerError):
+            owner.request({"op": "end", "episodes": ended}, 30.0)
+    return errors
