@@ -19,8 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                "  autotts serve --engine vllm --engine-url http://127.0.0.1:8000 --controller cmc:beta=0.3\n"
                "  autotts serve --engine vllm-inproc --model /tmp/tiny    # vLLM AsyncLLM in this process\n"
                "  autotts serve --config gateway.yaml --port 9000\n"
-               "  AUTOTTS_ADMIN_TOKEN=... autotts serve --controllers-dir ./controllers --allow-artifact-code "
-               "--reload-interval 5\n"
+               "  AUTOTTS_ADMIN_TOKEN=... autotts serve --controllers-dir ./controllers --reload-interval 5\n"
+               "      (artifact controllers run in kernel-sandboxed workers, one per episode)\n"
                "see docs/serving.md")
     p.add_argument("--config", metavar="FILE", help="settings file (.yaml/.yml/.toml/.json)")
     p.add_argument("--engine", choices=("replay", "vllm", "sglang", "vllm-inproc"), help="engine (default: replay)")
@@ -38,7 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="artifacts (NAME/ or NAME.json, each served as alias NAME) and an optional "
                         "controllers.yaml (controller, aliases, arms); reloaded by POST /admin/reload")
     p.add_argument("--allow-artifact-code", dest="allow_code", action="store_true", default=None,
-                   help="let artifact controllers run their Python code (their content hash is checked first)")
+                   help="trust artifact code: run it in the gateway's own process instead of sandboxed workers "
+                        "(only for code you wrote; it could read every request)")
+    p.add_argument("--no-sandbox", dest="allow_unsandboxed", action="store_true", default=None,
+                   help="where no kernel sandbox works here, run artifact workers as plain subprocesses instead "
+                        "of refusing to serve artifacts (see docs/security.md)")
     p.add_argument("--reload-interval", dest="reload_interval_s", type=float, metavar="S",
                    help="poll the config file and --controllers-dir every S seconds and reload on a change")
     p.add_argument("--admin-token", metavar="TOKEN",
@@ -71,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
                  "engine_urls": urls if len(urls) > 1 else None, "model": args.model,
                  "stores": args.stores, "controller": args.controller, "segment_tokens": args.segment_tokens,
                  "host": args.host, "port": args.port, "controllers_dir": args.controllers_dir,
-                 "allow_code": args.allow_code, "reload_interval_s": args.reload_interval_s,
+                 "allow_code": args.allow_code, "allow_unsandboxed": args.allow_unsandboxed,
+                 "reload_interval_s": args.reload_interval_s,
                  "admin_token": args.admin_token, "api_key": args.api_key, "capture_dir": args.capture_dir,
                  "capture_rate": args.capture_rate, "capture_redact": args.capture_redact}
     config = GatewayConfig.load(args.config, overrides=overrides)

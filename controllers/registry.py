@@ -24,13 +24,17 @@ def available() -> list[str]:
     return sorted(BUILTINS)
 
 
-def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
-    """``"name:k=v,k2=v2"`` → (name, {k: v}); values stay strings until the controller types them."""
+def parse_spec(spec: str, *, paths: bool = True) -> tuple[str, dict[str, str]]:
+    """``"name:k=v,k2=v2"`` → (name, {k: v}); values stay strings until the controller types them.
+
+    With ``paths=False`` (specs from requests) the file system is never consulted, so a spec can not
+    tell whether a file exists.
+    """
     if not isinstance(spec, str) or not spec.strip():
         raise ControllerSpecError("empty controller spec")
     name, params = spec.strip(), {}
     head, sep, tail = name.rpartition(":")
-    if sep and head and ("=" in tail or head in BUILTINS or Path(head).exists()):
+    if sep and head and ("=" in tail or head in BUILTINS or (paths and Path(head).exists())):
         name = head
         for part in tail.split(","):
             key, eq, value = part.partition("=")

@@ -35,7 +35,7 @@ from .errors import SandboxError, WorkerCrashed, WorkerError, WorkerOutputTooLar
 from .limits import Limits
 
 __all__ = ["CandidateError", "ControllerInfo", "SandboxedClass", "SandboxedController", "decode_batch",
-           "failure_kind", "run_lockstep", "save_artifact"]
+           "failure_kind", "from_json", "reply_decoder", "run_lockstep", "save_artifact", "to_json"]
 
 ENTRY = "autotts.sandbox.controller_worker:main"
 _HERE = Path(__file__).resolve().parent
@@ -166,13 +166,13 @@ class SandboxedClass:
 
 
 try:  # the trusted side's JSON: orjson where installed (several times faster), else the standard library
-    from orjson import dumps as _dumps
-    from orjson import loads as _loads
+    from orjson import dumps as to_json
+    from orjson import loads as from_json
 except ImportError:  # pragma: no cover - depends on the environment
-    def _dumps(obj: Any) -> bytes:
+    def to_json(obj: Any) -> bytes:
         return json.dumps(obj, separators=(",", ":")).encode()
 
-    _loads = json.loads
+    from_json = json.loads
 
 
 def save_artifact(path: str | Path, source: str, *, scorecard: dict | None = None, provenance: dict | None = None,
@@ -189,10 +189,16 @@ def save_artifact(path: str | Path, source: str, *, scorecard: dict | None = Non
     return write_artifact(path, source, description, info.schedule or [], scorecard=scorecard, provenance=provenance)
 
 
+def reply_decoder(message: dict[str, Any]) -> Any:
+    """How to read the reply to `message`: steps (ints and strings only) with the fast decoder, the
+    rest, whose class descriptions may hold infinite bounds, with the standard library's."""
+    return from_json if message.get("op") == "step" else json.loads
+
+
 def _request(worker: Worker, message: dict[str, Any], timeout_s: float) -> Any:
-    reply = worker.request(_dumps(message), timeout_s)
+    reply = worker.request(to_json(message), timeout_s)
     try:
-        return _loads(reply)
+        return reply_decoder(message)(reply)
     except (ValueError, RecursionError) as exc:
         worker.close()
         raise WorkerCrashed(f"sandboxed worker broke the protocol: its reply is not JSON ({exc})"[:300],

@@ -4,7 +4,8 @@ The lifespan starts the gateway (connects or starts the engine, loads replay sto
 starts and stops the controller watcher (server/lifecycle.py). Admin routes and the optional ``/v1`` API
 key: server/admin_routes.py, server/auth.py.
 Every error leaves as one OpenAI-style error object (`errors.error_body`) with its status: bad
-input 400, unknown model 404, concurrency cap 429, engine down/garbage 502, timeouts 504; an
+input 400, unknown model 404, a body over max_body_bytes 413, concurrency cap 429, engine down/garbage
+502, timeouts 504; an
 unexpected bug is a 500 whose body names no internals (the traceback goes to the log).
 """
 
@@ -22,6 +23,7 @@ from starlette.exceptions import HTTPException
 
 from .admin_routes import router as admin_router
 from .auth import ApiKeyMiddleware
+from .body_limit import BodyLimitMiddleware
 from .config import GatewayConfig
 from .errors import EngineError, GatewayError, error_body
 from .gateway import Gateway
@@ -53,6 +55,7 @@ def build_app(config: GatewayConfig | None = None, *, gateway: Gateway | None = 
     app.include_router(admin_router)  # POST /admin/reload, GET /v1/controllers
     if gateway.config.api_key:  # /v1/* need `Authorization: Bearer <api_key>`; /health, /metrics stay open
         app.add_middleware(ApiKeyMiddleware, api_key=gateway.config.api_key)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=gateway.config.max_body_bytes)  # 413 before parsing
     _install_error_handlers(app, gateway)
     return app
 
@@ -98,8 +101,8 @@ def _install_error_handlers(app: FastAPI, gateway: Gateway) -> None:
             cause = " ".join(str(exc.__cause__).split())[:200]
             return reply(400, error_body(f"request body could not be parsed as JSON: {cause}",
                                          code="invalid_request"))
-        return reply(exc.status_code, error_body(str(exc.detail), type_="invalid_request_error",
-                                                 code="not_found" if exc.status_code == 404 else None))
+        code = {404: "not_found", 413: "request_too_large"}.get(exc.status_code)
+        return reply(exc.status_code, error_body(str(exc.detail), type_="invalid_request_error", code=code))
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception) -> JSONResponse:

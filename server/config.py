@@ -48,8 +48,12 @@ class GatewayConfig:
     # controllers
     controller: str = "cmc:beta=0.5"
     aliases: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
-    allow_code: bool = False  # artifact controllers named in aliases may run their code
+    allow_code: bool = False  # trust artifact code: run it in the gateway's own process, unsandboxed
     check_artifacts: bool = True  # artifact controllers must pass check_controller before they serve
+    allow_unsandboxed: bool = False  # where no kernel sandbox works, run artifact workers as plain subprocesses
+    sandbox_spares: int = 2  # pre-started workers per served artifact (each episode takes a fresh one)
+    sandbox_step_timeout_s: float = 5.0  # CPU seconds one step of a sandboxed controller may take
+    max_body_bytes: int = 8 << 20  # larger request bodies get 413 before they are parsed
     # live decoding
     segment_tokens: int = 256
     probe_suffix: str = "\n</think>\n\n\\boxed{"
@@ -158,10 +162,10 @@ class GatewayConfig:
         if self.engine == "vllm-inproc" and not self.model:
             raise ConfigError(f"{where}: engine 'vllm-inproc' needs model (a model directory or id)")
         for key in ("segment_tokens", "probe_max_tokens", "default_max_tokens", "max_tokens", "max_total_tokens",
-                    "max_branches", "max_n", "max_concurrent"):
+                    "max_branches", "max_n", "max_concurrent", "max_body_bytes"):
             if getattr(self, key) < 1:
                 fail(key, "must be >= 1")
-        for key in ("request_timeout_s", "engine_timeout_s", "health_interval_s"):
+        for key in ("request_timeout_s", "engine_timeout_s", "health_interval_s", "sandbox_step_timeout_s"):
             if getattr(self, key) <= 0:
                 fail(key, "must be > 0")
         if any(not u.startswith(("http://", "https://")) for u in self.engine_urls):
@@ -170,6 +174,8 @@ class GatewayConfig:
             fail("engine_urls", "must not name one server twice")
         if self.kappa_probe < 0:
             fail("kappa_probe", "must be >= 0")
+        if self.sandbox_spares < 0:
+            fail("sandbox_spares", "must be >= 0")
         if not 0 < self.port < 65536:
             fail("port", "must be a TCP port (1..65535)")
         if self.default_max_tokens > self.max_tokens:

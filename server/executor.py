@@ -1,7 +1,8 @@
 """The live executor: one controller's episode on a branch backend, under the episode machine's rules.
 
-Each step the controller returns a batch of actions (a controller that is not a built-in steps in a
-worker thread, so a slow one never blocks the event loop; built-ins take microseconds). The episode
+Each step the controller returns a batch of actions: built-ins in process (microseconds), trusted
+in-process artifacts in a worker thread, served artifacts in a sandboxed worker process of their
+own (`server/sandboxed.py`), which is shown only the episode's observation. The episode
 machine (`autotts.controllers.episode`) turns the batch into a plan, one chain of jobs per branch;
 this driver runs the chains concurrently (jobs of one branch in order), so all branches of a width
 step reach the engine together, then hands what came back to the machine, which applies it in
@@ -20,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,9 +30,11 @@ from autotts.controllers.base import Controller
 from autotts.controllers.episode import EpisodeMachine, Plan, Work, fallback_answer
 from autotts.controllers.errors import AutoTTSError, EpisodeError, IllegalActionError
 from autotts.controllers.observation import Observation
+from autotts.sandbox import WorkerError
 
 from .backends import BranchBackend, Ledger
 from .errors import ControllerFailed, EpisodeTimeout, GatewayError
+from .sandboxed import RemoteEpisode, ServedController
 
 __all__ = ["Caps", "EpisodeOutcome", "run_episode", "snapshot"]
 
@@ -98,18 +101,24 @@ async def run_episode(controller: Controller, backend: BranchBackend, *, questio
     available = backend.branches_available
     if caps.max_branches is not None:
         available = caps.max_branches if available is None else min(available, caps.max_branches)
+    sandboxed = isinstance(controller, ServedController)
     machine = EpisodeMachine(question_id, question, segment_tokens=backend.segment_tokens,
                              branches_available=available, beta=controller.beta, token_budget=caps.token_budget,
                              budget_visible=caps.budget_visible, max_steps=caps.max_steps,
-                             record_trace=caps.record_trace)
+                             record_trace=caps.record_trace, log_changes=sandboxed)
     runner = _Runner(controller, backend, machine, caps, progress)
     start = time.perf_counter()
     try:
         async with asyncio.timeout(caps.timeout_s):
+            if sandboxed:
+                runner.remote = await runner.guard(controller.open(machine))
             outcome = await runner.run()
     except TimeoutError:
         raise EpisodeTimeout(f"the episode ran past its {caps.timeout_s:g} s time limit "
                              f"(round {machine.obs.step}, {machine.obs.tokens_spent} tokens)") from None
+    finally:
+        if runner.remote is not None:
+            await runner.remote.close()
     outcome.wall_s = time.perf_counter() - start
     return outcome
 
@@ -119,6 +128,7 @@ class _Runner:
                  progress: Callable[[dict[str, Any]], None] | None) -> None:
         self.controller, self.backend, self.machine, self.caps = controller, backend, machine, caps
         self.progress = progress
+        self.remote: RemoteEpisode | None = None  # the controller's sandboxed worker (served artifacts)
         self._last_progress = 0.0
         if backend.gate_budget and caps.token_budget is not None and hasattr(backend, "token_budget"):
             backend.token_budget = caps.token_budget  # type: ignore[attr-defined]
@@ -131,8 +141,19 @@ class _Runner:
             self._last_progress = now
             self.progress(snapshot(self.machine.obs, self.backend.ledger, in_flight=True))  # type: ignore[misc]
 
+    async def guard(self, call: Awaitable[Any]) -> Any:
+        """Await a call into the controller's sandboxed worker; its failures are the controller's."""
+        try:
+            return await call
+        except WorkerError as exc:
+            raise self._failed(f"sandboxed worker failed: {str(exc).strip().splitlines()[0]}") from None
+        except AutoTTSError as exc:
+            raise self._failed(str(exc)) from None
+
     async def _step(self) -> Any:
         obs = self.machine.obs
+        if self.remote is not None:
+            return await self.guard(self.remote.step())
         try:
             if self.caps.controller_in_thread:
                 return await asyncio.to_thread(self.controller.step, obs)

@@ -10,11 +10,13 @@ The loaded set (the default, every alias and every A/B arm) comes from the gatew
   ``controller`` (the default), ``aliases`` and ``arms``; they win over the config file. A spec there may
   name an artifact of the directory with parameters, ``NAME:beta=0.3``.
 
-Before any artifact code runs its content hash is verified (`read_artifact`); it runs only when the
-operator set ``allow_code``; each artifact controller must pass `check_controller` on synthetic episodes
+Before any artifact code runs its content hash is verified (`read_artifact`). Artifact code may come from
+a model, so it runs in sandboxed workers (`server/sandboxed.py`: its class is read in one, each episode
+steps in a fresh one), never in the gateway; ``allow_code`` instead trusts it and loads it in process (for
+code the operator wrote). Each artifact controller must pass its contract check on synthetic episodes
 before it may serve (``check_artifacts: false`` skips that, e.g. to exercise the fallback on purpose).
-Classes are loaded once per set and handed to the `ControllerSelector`, so files changed on disk never
-reach a running set.
+Artifacts are loaded once per set and handed to the `ControllerSelector`, so files changed on disk never
+reach a running set; a set that is replaced ends its idle workers.
 
 A reload (``POST /admin/reload``, or a change seen by the poll watcher every ``reload_interval_s``) reads
 the config file and the directory again, builds a complete new set in a worker thread and swaps it in
@@ -42,11 +44,14 @@ from autotts.controllers.base import Controller
 from autotts.controllers.builtins import BUILTINS
 from autotts.controllers.errors import AutoTTSError
 from autotts.controllers.registry import parse_spec
+from autotts.sandbox import SandboxUnavailable
+from autotts.sandbox.remote import CandidateError
 
 from .arms import Arm, parse_arms
 from .config import ConfigError, GatewayConfig
 from .errors import GatewayError
 from .metrics import GatewayMetrics
+from .sandboxed import SandboxSettings, ServedArtifact, ServedController
 from .selection import NONE, ControllerSelector, Selection
 
 __all__ = ["RELOADABLE", "SETTINGS_FILES", "ControllerLifecycle", "ControllerSet", "ReloadFailed", "build_set",
@@ -57,7 +62,8 @@ log = logging.getLogger(__name__)
 SETTINGS_FILES = ("controllers.yaml", "controllers.yml", "controllers.toml")
 SETTINGS_KEYS = ("controller", "aliases", "arms")
 #: config keys a reload applies; a change to any other key is reported as needing a restart
-RELOADABLE = ("controller", "aliases", "arms", "ab_salt", "allow_code", "check_artifacts")
+RELOADABLE = ("controller", "aliases", "arms", "ab_salt", "allow_code", "check_artifacts", "allow_unsandboxed",
+              "sandbox_spares", "sandbox_step_timeout_s")
 BUILD_TIMEOUT_S = 120.0
 _BUILTIN_TYPES = frozenset(BUILTINS.values())
 
@@ -75,6 +81,11 @@ class ControllerSet:
     selector: ControllerSelector
     entries: list[dict[str, Any]]
     loaded_at: float = field(default_factory=time.time)
+    artifacts: tuple[ServedArtifact, ...] = ()  # sandboxed artifacts: their spare workers end with the set
+
+    async def close(self) -> None:
+        for artifact in self.artifacts:
+            await artifact.close()
 
     def versions(self) -> dict[str, dict[str, Any]]:
         """``kind:name`` → what identifies the controller behind it (for the reload's change list)."""
@@ -150,12 +161,21 @@ def _expand(spec: str, artifacts: dict[str, Path]) -> str:
     return f"{artifacts[head]}{sep}{tail}" if head in artifacts else spec
 
 
-def _load_class(path: str, allow_code: bool) -> type[Controller]:
+def _load_artifact(path: str, config: GatewayConfig) -> type[Controller] | ServedArtifact:
+    """The artifact at `path`: in process only if the operator trusts artifact code, else sandboxed."""
     read_artifact(path)  # content hash first: nothing of a changed artifact runs
-    if not allow_code:
-        raise ConfigError(f"{path}: serving this artifact runs its Python code, which the operator has not "
-                          "allowed: set allow_code: true (--allow-artifact-code, AUTOTTS_SERVE_ALLOW_CODE=1)")
-    return load_artifact_class(path, allow_code=True)
+    if config.allow_code:
+        return load_artifact_class(path, allow_code=True)
+    settings = SandboxSettings(spares=config.sandbox_spares, step_timeout_s=config.sandbox_step_timeout_s,
+                               allow_unsandboxed=config.allow_unsandboxed or None)
+    try:
+        return ServedArtifact.load(path, settings)
+    except SandboxUnavailable as exc:
+        raise ConfigError(f"{path}: artifact code runs in a kernel sandbox, which does not work here: {exc}. "
+                          "Set allow_unsandboxed: true (--no-sandbox) to run it in plain subprocesses, or "
+                          "allow_code: true (--allow-artifact-code) to trust it in process") from None
+    except CandidateError as exc:
+        raise ConfigError(f"{path}: controller code cannot be used ({exc.stage}): {exc}") from None
 
 
 def build_set(config: GatewayConfig) -> ControllerSet:
@@ -187,28 +207,29 @@ def _build(config: GatewayConfig) -> ControllerSet:
         if isinstance(arm.get("controller"), str):
             arm["controller"] = _expand(arm["controller"].strip(), artifacts)
     parsed = parse_arms(arms)
-    classes: dict[str, type[Controller]] = {}
+    classes: dict[str, type[Controller] | ServedArtifact] = {}
     for spec in (default, *aliases.values(), *(a.controller for a in parsed)):
         if spec == NONE or spec in aliases:
             continue
         name, _ = parse_spec(spec)
         if name not in BUILTINS and name not in classes and Path(name).exists():
-            classes[name] = _load_class(name, config.allow_code)
+            classes[name] = _load_artifact(name, config)
     selector = ControllerSelector(default, aliases, allow_code=config.allow_code, arms=parsed,
                                   salt=config.ab_salt, classes=classes)
     serving = [("default", "default", default, selector.resolve(default), None)]
     serving += [("alias", name, spec, selector.select(None, None, name), None)
                 for name, spec in sorted(aliases.items())]
     serving += [("arm", arm.name, arm.controller, selector.resolve(arm.controller, arm=arm), arm) for arm in parsed]
-    paths = {cls: path for path, cls in classes.items()}
+    paths = {id(cls): path for path, cls in classes.items()}
     entries = [_describe(kind, name, spec, sel, paths, arm) for kind, name, spec, sel, arm in serving]
     if config.check_artifacts:
         _check_artifacts([(e, sel.controller) for e, (*_, sel, _) in zip(entries, serving, strict=True)])
-    return ControllerSet(selector, entries)
+    return ControllerSet(selector, entries, artifacts=tuple(c for c in classes.values()
+                                                            if isinstance(c, ServedArtifact)))
 
 
-def _check_artifacts(pairs: list[tuple[dict[str, Any], Controller | None]]) -> None:
-    """Every artifact controller, with the parameters it serves with, passes `check_controller`."""
+def _check_artifacts(pairs: list[tuple[dict[str, Any], Any]]) -> None:
+    """Every artifact controller, with the parameters it serves with, passes its contract check."""
     from autotts.offline.check import check_controller
 
     checked: set[int] = set()
@@ -217,13 +238,16 @@ def _check_artifacts(pairs: list[tuple[dict[str, Any], Controller | None]]) -> N
             continue
         checked.add(id(controller))
         try:
-            check_controller(controller)
+            if isinstance(controller, ServedController):
+                controller.artifact.check(controller)
+            else:
+                check_controller(controller)
         except Exception as exc:
             raise ConfigError(f"{entry['path']}: controller {entry['resolved_spec']!r} failed its check "
                               f"({type(exc).__name__}: {exc})") from None
 
 
-def _describe(kind: str, name: str, spec: str, selection: Selection, paths: dict[type, str],
+def _describe(kind: str, name: str, spec: str, selection: Selection, paths: dict[int, str],
               arm: Arm | None = None) -> dict[str, Any]:
     entry: dict[str, Any] = {"kind": kind, "name": name, "spec": spec}
     if arm is not None:
@@ -231,6 +255,16 @@ def _describe(kind: str, name: str, spec: str, selection: Selection, paths: dict
     controller = selection.controller
     if controller is None:
         return {**entry, "controller": NONE, "source": "passthrough"}
+    if isinstance(controller, ServedController):
+        artifact, info = controller.artifact, controller.artifact.info
+        manifest = {k: v for k, v in artifact.manifest.items() if k != "source"}
+        entry.update(controller=controller.name, resolved_spec=controller.spec, version=controller.version,
+                     description=controller.description, beta=controller.beta,
+                     beta_range=None if info.beta_range is None else list(info.beta_range),
+                     default_beta=info.default_beta, params=dict(controller.params), parameters=info.parameters,
+                     source="artifact", isolation="sandbox", path=artifact.path, sha256=manifest.get("sha256"),
+                     manifest=manifest)
+        return _jsonable(entry)
     cls = type(controller)
     entry.update(
         controller=controller.name, resolved_spec=controller.spec, version=str(controller.version),
@@ -238,9 +272,10 @@ def _describe(kind: str, name: str, spec: str, selection: Selection, paths: dict
         beta_range=None if cls.beta_range is None else list(cls.beta_range), default_beta=cls.default_beta,
         params=dict(controller.params),
         parameters={k: p.describe() for k, p in cls.parameters.items()})
-    if cls in paths:
+    if id(cls) in paths:
         manifest = {k: v for k, v in getattr(cls, "manifest", {}).items() if k != "source"}
-        entry.update(source="artifact", path=paths[cls], sha256=manifest.get("sha256"), manifest=manifest)
+        entry.update(source="artifact", isolation="in-process", path=paths[id(cls)], sha256=manifest.get("sha256"),
+                     manifest=manifest)
     else:
         entry["source"] = "builtin" if cls in _BUILTIN_TYPES else "class"
     return _jsonable(entry)
@@ -310,7 +345,8 @@ class ControllerLifecycle:
                                    for k in sorted(set(before) & set(after)) if before[k] != after[k]]}
             restart = sorted(f.name for f in fields(GatewayConfig)
                              if f.name not in RELOADABLE and getattr(fresh, f.name) != getattr(self.base, f.name))
-            self.current, self.config = new, config  # the swap: new requests see the new set from here on
+            old, self.current, self.config = self.current, new, config  # the swap: new requests see the new set
+            await old.close()
             self._finish("ok", trigger, started, None)
             log.info("controllers reloaded (%s): %s", trigger, changes)
             return {"object": "reload", "result": "ok", "trigger": trigger, "changes": changes,
@@ -371,6 +407,7 @@ class ControllerLifecycle:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.current.close()
 
     async def _watch(self, interval: float) -> None:
         """Reload when the watched files changed and then stayed the same for one more interval.

@@ -27,6 +27,7 @@ from autotts.controllers.registry import load, parse_spec
 
 from .arms import Arm, ArmAssigner
 from .errors import BadRequest
+from .sandboxed import ServedArtifact
 
 __all__ = ["HEADER", "NONE", "ControllerSelector", "Selection"]
 
@@ -54,7 +55,7 @@ class Selection:
 class ControllerSelector:
     def __init__(self, default: str, aliases: dict[str, str], *, allow_code: bool = False,
                  cache_size: int = 256, arms: list[Arm] | None = None, salt: str = "autotts-ab",
-                 classes: Mapping[str, type[Controller]] | None = None) -> None:
+                 classes: Mapping[str, type[Controller] | ServedArtifact] | None = None) -> None:
         self.default = default
         self.aliases = dict(aliases)
         self.allow_code = allow_code
@@ -113,8 +114,8 @@ class ControllerSelector:
             if overrides:
                 raise BadRequest("controller 'none' (pass-through) takes no beta or params", param="tts")
             return Selection(None, NONE, source, label, model)
-        try:
-            name, spec_params = parse_spec(value)
+        try:  # a spec from a request never touches the file system
+            name, spec_params = parse_spec(value, paths=trusted)
         except AutoTTSError as exc:
             raise BadRequest(f"{param}: {exc}", param=param) from None
         if not trusted and name not in BUILTINS:
@@ -125,8 +126,11 @@ class ControllerSelector:
         controller = self._cache.get(key)
         if controller is None:
             try:
-                if trusted and name in self.classes:
-                    controller = load(self.classes[name], **{**spec_params, **overrides})
+                served = self.classes.get(name) if trusted else None
+                if isinstance(served, ServedArtifact):
+                    controller = served.instance(**{**spec_params, **overrides})
+                elif served is not None:
+                    controller = load(served, **{**spec_params, **overrides})
                 else:
                     controller = load(value, allow_code=self.allow_code and trusted, **overrides)
             except AutoTTSError as exc:

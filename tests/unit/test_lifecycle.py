@@ -74,7 +74,7 @@ def make_dir(tmp_path: Path) -> Path:
 
 def config(directory: Path | None, **extra) -> GatewayConfig:
     settings = {"stores": [str(STORE)], "controllers_dir": str(directory) if directory else None,
-                "allow_code": True, "admin_token": "admin-secret", **extra}
+                "admin_token": "admin-secret", **extra}
     return GatewayConfig.load(env={}, overrides=settings)
 
 
@@ -143,11 +143,21 @@ def test_hash_mismatch_is_refused_before_any_code_runs(tmp_path: Path, capsys: p
     assert not marker.exists()  # the changed source never ran
 
 
-def test_artifact_code_runs_only_when_allowed(tmp_path: Path) -> None:
+def test_artifact_code_runs_sandboxed_unless_the_operator_trusts_it(tmp_path: Path) -> None:
     directory = make_dir(tmp_path)
-    with pytest.raises(AutoTTSError, match=r"controllers/mine: .*not allowed: set allow_code: true"):
-        build_app(config(directory, allow_code=False))
-    build_app(config(directory, allow_code=True))  # the same directory is fine once allowed
+
+    async def go(c, app):
+        listing = (await c.get("/v1/controllers")).json()
+        served = (await c.post("/v1/chat/completions", json=chat("mine", q=1))).json()
+        return entry(listing, "alias", "mine"), served["tts"]
+
+    sandboxed, tts = call(config(directory), go)
+    trusted, tts_trusted = call(config(directory, allow_code=True), go)
+    assert (sandboxed["isolation"], trusted["isolation"]) == ("sandbox", "in-process")
+    assert {k: v for k, v in sandboxed.items() if k != "isolation"} == \
+        {k: v for k, v in trusted.items() if k != "isolation"}
+    same = ("spec", "version", "answer", "tokens_spent", "branches", "rounds")
+    assert [tts[k] for k in same] == [tts_trusted[k] for k in same]
 
 
 @pytest.mark.parametrize("name", ["cmc", "none"])
