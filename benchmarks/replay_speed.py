@@ -11,7 +11,11 @@ Measures, on this machine (see benchmarks/README.md for what each number means):
   each in a fresh Python process (imports, store loading and the numba cache load included), with
   every cell checked against ../shared/replay/expected.csv where it has the row;
 * the one-time costs: compiling the kernels from scratch (empty numba cache), loading them from the
-  cache, loading and preparing the stores; peak resident memory of each process.
+  cache, loading and preparing the stores; peak resident memory of each process;
+* the generic path across the trust boundary: cmc (β=0.5, 1.0) and parallel_probe exported as plain
+  artifacts, as if a model had written them, replayed in a kernel-sandboxed worker with the episode
+  machines in this process (lockstep); episodes per CPU-second counting this process *and* the worker,
+  against the reference implementation (target 3×) and against the same code in process.
 
 Writes benchmarks/results/replay_speed.json and prints a table.
 """
@@ -43,6 +47,8 @@ SWEEP_SPECS = [f"cmc:beta={b}" for b in ("0.0", "0.2", "0.4", "0.5", "0.6", "0.8
 TARGET_RATIO = 20
 REPEATS = 3  # each controller's 24,000 episodes, evaluated this many times
 TARGET_TABLE_WALL_S = 10.0
+SANDBOXED_SPECS = ["cmc:beta=0.5", "cmc:beta=1.0", "parallel_probe"]
+TARGET_SANDBOXED_RATIO = 3
 
 # Run in a fresh interpreter: evaluate specs on every store with N workers, report timings as JSON.
 _TABLE_SCRIPT = """
@@ -201,6 +207,59 @@ def throughput(stores: list, seeds: int) -> dict:
     return {"prepare_stores_cpu_s": round(prepare_cpu, 4), "repeats": REPEATS, "per_controller": out}
 
 
+def _descendants_cpu_s() -> float:
+    """CPU seconds (user + system) of this process's live descendants: the sandboxed workers."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[tuple[int, float]]] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append((int(pid), (int(fields[11]) + int(fields[12])) / tick))
+    total, todo = 0.0, [os.getpid()]
+    while todo:
+        for pid, cpu in children.get(todo.pop(), []):
+            total += cpu
+            todo.append(pid)
+    return total
+
+
+def sandboxed_throughput(stores: list, seeds: int) -> dict:
+    """The built-ins' code as plain artifacts through the sandbox: episodes per CPU-second (both processes)."""
+    from autotts.controllers import load
+    from autotts.controllers.artifact import save_artifact
+    from autotts.controllers.builtins import plain_source
+    from autotts.controllers.registry import parse_spec
+    from autotts.offline import ReplayEnv, run_episode
+    from autotts.offline.sandboxed import close_workers, run_sandboxed
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for spec in SANDBOXED_SPECS:
+            name, params = parse_spec(spec)
+            artifact = save_artifact(Path(tmp) / name, plain_source(name))
+            artifact_spec = str(artifact) + "".join(f":{k}={v}" for k, v in params.items())
+            run_sandboxed(artifact_spec, stores[0], [seeds + 1])  # start the worker and warm it up
+            worker_before, start, episodes = _descendants_cpu_s(), time.process_time(), 0
+            for store in stores:
+                episodes += len(run_sandboxed(artifact_spec, store, list(range(seeds))))
+            parent = time.process_time() - start
+            worker = _descendants_cpu_s() - worker_before
+            close_workers()
+            controller, env = load(spec), ReplayEnv(stores[0])  # the same code in process, on a sample
+            start = time.process_time()
+            sample = [run_episode(controller, env, q, s) for s in range(2) for q in range(stores[0].n_questions)]
+            in_process = len(sample) / (time.process_time() - start)
+            rate = episodes / (parent + worker)
+            out[spec] = {"episodes": episodes, "cpu_s_parent": round(parent, 3), "cpu_s_worker": round(worker, 3),
+                         "episodes_per_cpu_s": round(rate), "reference_impl": REFERENCE[spec],
+                         "ratio_vs_reference_impl": round(rate / REFERENCE[spec], 2),
+                         "in_process_generic_episodes_per_cpu_s": round(in_process),
+                         "target_ratio": TARGET_SANDBOXED_RATIO}
+    return {"seeds": seeds, "stores": len(stores), "per_controller": out}
+
+
 def table_wall(data: Path, specs: list[str], seeds: int, workers: int, repeats: int) -> dict:
     """Fresh processes evaluating `specs` on every store, `repeats` times; details of the fastest run,
     whose cells are checked against expected.csv (every run computes the same cells)."""
@@ -232,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder of stores (default ../shared/replay, else the bundled stores)")
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--sandboxed-seeds", type=int, default=10,
+                        help="seeds per store for the generic path across the sandbox (default 10)")
     parser.add_argument("--wall-repeats", type=int, default=3,
                         help="fresh-process runs of the table and of the sweep; the fastest is reported")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "replay_speed.json")
@@ -249,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     load_s = time.perf_counter() - start
     print(f"throughput through the evaluator, 1 process, {len(stores)} stores x {args.seeds} seeds ...", flush=True)
     speed = throughput(stores, args.seeds)
+    print(f"the generic path across the sandbox, {len(stores)} stores x {args.sandboxed_seeds} seeds ...", flush=True)
+    sandboxed = sandboxed_throughput(stores, args.sandboxed_seeds)
     print(f"{len(TABLE_SPECS)} x {len(stores)} table and {len(SWEEP_SPECS)}-beta sweep on {args.workers} workers "
           "(fresh processes) ...", flush=True)
     table = table_wall(data, TABLE_SPECS, args.seeds, args.workers, args.wall_repeats)
@@ -259,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
                               env={"AUTOTTS_FAST": "pure"}))
     result = {"machine": facts, "data": str(data), "stores": len(stores), "seeds": args.seeds,
               "workers": args.workers, "load_stores_wall_s": round(load_s, 3), "compile": compiled,
-              "throughput": speed, "pure_python_kernels_episodes_per_cpu_s": pure,
+              "throughput": speed, "pure_python_kernels_episodes_per_cpu_s": pure, "sandboxed": sandboxed,
               "table_6x8": table, "cmc_sweep_7x8": sweep,
               "load_average_at_end": os.getloadavg(),
               "peak_rss_mib_benchmark_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -283,6 +346,13 @@ def _print(r: dict) -> None:
               f"{r['pure_python_kernels_episodes_per_cpu_s'][spec]:8d}  "
               f"{share['kernels']:.2f}/{share['episode_results']:.2f}/{share['garbage_collector']:.2f}/"
               f"{share['evaluator_rest']:.2f}")
+    print(f"\n{'plain artifact':15s} {'eps/CPU-s':>10s} {'reference':>9s} {'ratio':>7s} {'target':>7s} "
+          f"{'in process':>10s}  CPU parent/worker (s)   [across the sandbox]")
+    for spec, v in r["sandboxed"]["per_controller"].items():
+        ok = "ok" if v["ratio_vs_reference_impl"] >= v["target_ratio"] else "MISS"
+        print(f"{spec:15s} {v['episodes_per_cpu_s']:10d} {v['reference_impl']:9d} "
+              f"{v['ratio_vs_reference_impl']:6.2f}x {ok:>7s} {v['in_process_generic_episodes_per_cpu_s']:10d}  "
+              f"{v['cpu_s_parent']:.1f}/{v['cpu_s_worker']:.1f}")
     for key, label in (("table_6x8", "6-controller x 8-store table"), ("cmc_sweep_7x8", "7-beta cmc sweep")):
         t = r[key]
         walls = ", ".join(f"{w:.1f}" for w in t["evaluate_wall_s_all_runs"])

@@ -16,12 +16,13 @@ from . import (
     eval_cmd,
     import_cmd,
     report_cmd,
+    sandbox_cmd,
     serve_cmd,
     tiny_model_cmd,
 )
 
 COMMANDS = (eval_cmd, import_cmd, controllers_cmd, report_cmd, discover_cmd, serve_cmd, tiny_model_cmd, ab_cmd,
-            collect_cmd)
+            collect_cmd, sandbox_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,22 +12,21 @@ fallback answer, the execution trace and every change to the observation. Driver
 * the sandbox driver runs the machine in the trusted process and ships only the observation to
   the controller's worker.
 
-Work comes back as *units*: ``(cost, depth, answer, final, confidence)``, one per decoded segment
-(``depth`` set) or probe (``depth`` None). Replay semantics (../shared/replay/README.md): segment
-k < n of a branch with n recorded probes costs Δ and reveals probe k, segment n+1 reveals the final
-answer and costs ``max(0, tokens − Δ·n)``; a full read from depth d costs ``max(0, tokens − Δ·d)``;
-a revealed probe costs κ_probe more; the budget is checked before every unit, and an episode that
-reaches it ends with the vote so far.
+Work comes back as *units*, one per decoded segment or probe; the replay cost rules that turn a
+recorded trajectory into units are in `units` (`recorded_units`, `recorded_probe`). The budget is
+checked before every unit, and an episode that reaches it ends with the vote so far. With
+``log_changes`` the machine also logs every change it makes to the observation (`obs_sync`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from .actions import ACTION_TYPES, ANSWER, BRANCH, PROBE, PRUNE, Answer, Branch, action_dict
+from .actions import ACTION_TYPES, ANSWER, BRANCH, CONTINUE, PROBE, PRUNE, Answer, Branch, action_dict
 from .aggregate import majority
 from .errors import EpisodeError, IllegalActionError
+from .obs_sync import Changes
 from .observation import (
     BranchView,
     Observation,
@@ -41,6 +40,7 @@ from .observation import (
     set_step,
     set_tokens,
 )
+from .units import STOP, Plan, Recorded, Unit, Work, recorded_probe, recorded_units
 
 __all__ = ["LEGALITY", "MAX_STEPS", "STOP", "Changes", "EpisodeMachine", "Plan", "Recorded", "Unit", "Work",
            "fallback_answer", "recorded_probe", "recorded_units"]
@@ -68,48 +68,6 @@ _append = list.append  # the machine's way past ReadOnlyList's refusals
 _NOT_AN_ACTION = "{action!r:.80} is not an action (Branch, Continue, Probe, Prune or Answer)"
 
 
-class Unit(NamedTuple):
-    """What one decoded segment (``depth`` set) or probe (``depth`` None) produced."""
-
-    cost: int | None
-    depth: int | None
-    answer: str | None = None
-    final: bool = False
-    confidence: float | None = None
-
-
-#: a live driver stopped before this unit because the episode's token cap was already spent in flight
-STOP = Unit(None, None)
-
-Recorded = tuple[Sequence[str], int, str]  # a recorded branch: (probe answers, tokens, final answer)
-
-
-def recorded_units(track: Recorded, depth: int, segments: int | None, probe: bool, segment_tokens: int,
-                   kappa: int = 0) -> list[tuple]:
-    """The units of decoding `segments` segments (None: to the end) of a recorded branch at `depth`."""
-    probes, tokens, final = track
-    n = len(probes)
-    if segments is None and not probe:  # one full read to the end
-        return [(max(0, tokens - segment_tokens * depth), n + 1, final, True, None)]
-    left = n + 1 - depth if segments is None else segments
-    charge = segment_tokens + kappa if probe else segment_tokens
-    units = []
-    while left > 0:
-        if depth < n:
-            units.append((charge, depth + 1, probes[depth] if probe else None, False, None))
-            depth += 1
-        else:
-            units.append((max(0, tokens - segment_tokens * n), depth + 1, final, True, None))
-            break
-        left -= 1
-    return units
-
-
-def recorded_probe(track: Recorded, depth: int, kappa: int = 0) -> tuple:
-    """The unit of probing a recorded branch at `depth` (≥ 1): the answer recorded there, for κ_probe."""
-    return (kappa, None, track[0][depth - 1], False, None)
-
-
 def fallback_answer(obs: Observation) -> str | None:
     """The vote so far: majority of completed answers, else of unpruned branches' latest answers."""
     done = obs.completed_answers()
@@ -120,42 +78,6 @@ def fallback_answer(obs: Observation) -> str | None:
 
 class _Budget(Exception):
     """The token budget was reached before a unit: the episode ends with the vote so far."""
-
-
-class Work(NamedTuple):
-    """One engine job of a live plan: decode (``probe_only`` False) or probe branch `branch`."""
-
-    key: tuple[int, int]  # (action index, k-th branch of a Branch action)
-    branch: int
-    opens: bool  # first job of a branch this batch opens
-    probe_only: bool
-    segments: int | None
-    probe: bool
-
-
-class Plan:
-    """A batch turned into work: one chain of jobs per branch, which a driver may run concurrently.
-
-    Jobs of one chain run in order; `ends_chain(units)` says when a chain has nothing more to do.
-    Fill `results[work.key]` with each job's units, then hand the plan to `EpisodeMachine.apply`.
-    """
-
-    __slots__ = ("batch", "chains", "results")
-
-    def __init__(self, batch: list[Any], chains: dict[int, list[Work]]) -> None:
-        self.batch, self.chains = batch, chains
-        self.results: dict[tuple[int, int], Sequence[tuple]] = {}
-
-    @staticmethod
-    def ends_chain(units: Sequence[tuple]) -> bool:
-        """After these units the branch's later jobs cannot run: it finished, or the driver stopped."""
-        return not units or units[-1][3] or units[-1] is STOP
-
-    def _units(self, index: int, k: int, action: Any, view: BranchView) -> Sequence[tuple]:
-        units = self.results.get((index, k))
-        if units is None:
-            raise RuntimeError(f"the driver returned no result for action {index} ({action!r}) on branch {view.id}")
-        return units
 
 
 class EpisodeMachine:
@@ -310,6 +232,9 @@ class EpisodeMachine:
                         self.changes.ints += (b, view.depth, view.tokens, view.finished | 2, 0)
                 elif units_for is not None:
                     units = units_for(i, 0, action, view)
+                elif action[2] == 1 and code == CONTINUE and view.depth < len(tracks[b][0]):
+                    self._probed_segment(view, tracks[b], action[3], revealed)
+                    units = ()
                 elif code == PROBE:
                     units = (recorded_probe(tracks[b], view.depth, kappa),)
                 else:
@@ -319,6 +244,34 @@ class EpisodeMachine:
             if trace is not None:
                 trace.append({"step": step, "action": action_dict(action), "revealed": revealed,
                               "cost": obs.tokens_spent - spent, "tokens": obs.tokens_spent})
+
+    def _probed_segment(self, view: BranchView, track: Recorded, probe: bool, revealed: list | None) -> None:
+        """One segment of a recorded branch that has probes left: what ``recorded_units(track, depth, 1, probe)``
+        yields, applied as `_apply_units` would, without building the unit (the replay driver's commonest
+        action; the drivers' agreement test covers it, as the live replay engine always builds units)."""
+        obs, budget = self.obs, self.token_budget
+        spent = obs.tokens_spent
+        if budget is not None and spent >= budget:
+            raise _Budget
+        depth = view.depth + 1
+        cost = obs.segment_tokens + self.kappa_probe if probe else obs.segment_tokens
+        set_spent(obs, spent + cost)
+        set_tokens(view, view.tokens + cost)
+        set_depth(view, depth)
+        if probe:
+            answer = track[0][depth - 1]
+            _append(view.answers, answer)
+            _append(view.depths, depth)
+            _append(view.confidences, None)
+            set_latest(view, answer)
+            self.probes += 1
+            if revealed is not None:
+                revealed.append((view.id, answer))
+        if self.changes is not None:
+            self.changes.ints += (view.id, depth, view.tokens, 0, 1 if probe else 0)
+            if probe:
+                self.changes.answers.append(answer)
+                self.changes.confidences.append(None)
 
     def _apply_units(self, view: BranchView, units: Iterable[tuple], revealed: list | None) -> None:
         """Charge, deepen and reveal unit by unit; the budget is checked before each unit.
@@ -361,40 +314,6 @@ class EpisodeMachine:
             self.probes += probes
             if self.changes is not None:
                 self.changes.record(view, shown)
-
-
-class Changes:
-    """What the machine changed in the observation, in the flat form of `obs_sync`'s deltas: five ints
-    per touched branch (id, depth, tokens, state 1 finished | 2 pruned, n new answers; -n when their
-    depths are listed because they are not the n depths ending at the branch's depth)."""
-
-    __slots__ = ("answers", "confidences", "depths", "ints")
-
-    def __init__(self) -> None:
-        self.ints: list[int] = []
-        self.answers: list[str] = []
-        self.depths: list[int] = []
-        self.confidences: list[float | None] = []
-
-    def record(self, view: BranchView, shown: int) -> None:
-        """The branch after an action that revealed its answers from index `shown` on."""
-        depth = view.depth
-        n = len(view.answers) - shown
-        if n:
-            self.answers += view.answers[shown:]
-            at = view.depths[shown:]
-            if at[0] != depth - n + 1 or at[-1] != depth or (n > 2 and at != list(range(depth - n + 1, depth + 1))):
-                self.depths += at
-                n = -n
-            self.confidences += view.confidences[shown:]
-        self.ints += (view.id, depth, view.tokens, view.finished | (view.pruned << 1), n)
-
-    def take(self) -> tuple[list[int], list[str], list[int], list[float | None] | None]:
-        """The changes so far (confidences None when there are none), and a fresh log."""
-        out = self.ints, self.answers, self.depths, self.confidences
-        self.ints, self.answers, self.depths, self.confidences = [], [], [], []
-        confidences = out[3]
-        return out[0], out[1], out[2], None if confidences.count(None) == len(confidences) else confidences
 
 
 def _state(view: BranchView) -> str:

@@ -20,10 +20,10 @@ in ``depths``. ``confidences`` is null, or one per answer.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .episode import EpisodeMachine
 from .observation import (
+    BranchView,
     Observation,
     open_branch,
     set_available,
@@ -37,7 +37,10 @@ from .observation import (
     set_tokens,
 )
 
-__all__ = ["ObservationSync", "apply_delta", "describe", "new_observation"]
+if TYPE_CHECKING:
+    from .episode import EpisodeMachine
+
+__all__ = ["Changes", "ObservationSync", "apply_delta", "describe", "new_observation"]
 
 _extend = list.extend
 _append = list.append
@@ -89,6 +92,40 @@ def apply_delta(obs: Observation, delta: list[Any]) -> None:
     set_spent(obs, spent)
     set_step(obs, step)
     set_available(obs, available)
+
+
+class Changes:
+    """What the machine changed in the observation, in the flat form of `obs_sync`'s deltas: five ints
+    per touched branch (id, depth, tokens, state 1 finished | 2 pruned, n new answers; -n when their
+    depths are listed because they are not the n depths ending at the branch's depth)."""
+
+    __slots__ = ("answers", "confidences", "depths", "ints")
+
+    def __init__(self) -> None:
+        self.ints: list[int] = []
+        self.answers: list[str] = []
+        self.depths: list[int] = []
+        self.confidences: list[float | None] = []
+
+    def record(self, view: BranchView, shown: int) -> None:
+        """The branch after an action that revealed its answers from index `shown` on."""
+        depth = view.depth
+        n = len(view.answers) - shown
+        if n:
+            self.answers += view.answers[shown:]
+            at = view.depths[shown:]
+            if at[0] != depth - n + 1 or at[-1] != depth or (n > 2 and at != list(range(depth - n + 1, depth + 1))):
+                self.depths += at
+                n = -n
+            self.confidences += view.confidences[shown:]
+        self.ints += (view.id, depth, view.tokens, view.finished | (view.pruned << 1), n)
+
+    def take(self) -> tuple[list[int], list[str], list[int], list[float | None] | None]:
+        """The changes so far (confidences None when there are none), and a fresh log."""
+        out = self.ints, self.answers, self.depths, self.confidences
+        self.ints, self.answers, self.depths, self.confidences = [], [], [], []
+        confidences = out[3]
+        return out[0], out[1], out[2], None if confidences.count(None) == len(confidences) else confidences
 
 
 class ObservationSync:

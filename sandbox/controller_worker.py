@@ -30,6 +30,15 @@ from autotts.controllers.actions import ACTION_TYPES, ANSWER
 from autotts.controllers.base import Controller, check_schedule
 from autotts.controllers.obs_sync import apply_delta, describe, new_observation
 
+try:  # bound into the jail when the parent has it (several times faster than the standard library)
+    from orjson import dumps as _dumps
+    from orjson import loads as _loads
+except ImportError:
+    def _dumps(obj: Any) -> bytes:
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+    _loads = json.loads
+
 ORIGIN = "<candidate>"
 _ACTIONS = frozenset(ACTION_TYPES)
 _MAX_TEXT = 2000
@@ -166,13 +175,13 @@ def main() -> None:
     worker = Worker()
 
     def handle(payload: bytes) -> bytes:
-        request = json.loads(payload)
+        request = _loads(payload)
         op = request.pop("op")
         try:
             reply = getattr(worker, op)(**request) if op in ("load", "new", "step", "end", "digest") else \
                 {"ok": False, "error": f"unknown op {op!r}"}
         except StepTimeout as exc:  # fired outside the controller's own step
             reply = {"ok": False, "error": str(exc)}
-        return json.dumps(reply, separators=(",", ":")).encode()
+        return _dumps(reply)
 
     serve(handle)

@@ -41,6 +41,10 @@ ENTRY = "autotts.sandbox.controller_worker:main"
 _HERE = Path(__file__).resolve().parent
 SOURCES = {"autotts.controllers": Path(autotts.controllers.__file__).resolve().parent,
            "autotts.sandbox.controller_worker": _HERE / "controller_worker.py"}
+with suppress(ImportError):  # the worker's JSON codec too, when installed: a compiled library, nothing more
+    import orjson
+
+    SOURCES["orjson"] = Path(orjson.__file__).resolve().parent
 
 
 class CandidateError(SandboxError):

@@ -1,5 +1,10 @@
 """The paper's replay table, reproduced from the real Qwen3 trajectories in ../shared/replay
-(unit counterparts: tests/unit/test_env_costs.py and tests/unit/test_builtins.py)."""
+(unit counterparts: tests/unit/test_env_costs.py and tests/unit/test_builtins.py).
+
+Twice: by the built-ins (the compiled kernels), and by the same built-ins exported as plain artifacts,
+which run like any model-written controller: in a kernel-sandboxed worker, their episodes driven by
+the episode machines of the evaluating process in lockstep. Honest code loses nothing to the boundary.
+"""
 
 from __future__ import annotations
 
@@ -15,14 +20,19 @@ from autotts.offline.episode import replay_trace
 BETAS = ("0.0", "0.2", "0.4", "0.5", "0.6", "0.8", "1.0")
 
 
-def _spec(method: str, config: str) -> str:
-    return f"cmc:{config}" if method == "cmc" else method
-
-
 @pytest.mark.slow
-def test_every_row_of_expected_csv(shared_replay, tmp_path):
+@pytest.mark.parametrize("how", ["builtin", "sandboxed artifact"])
+def test_every_row_of_expected_csv(shared_replay, tmp_path, how):
+    def _spec(method: str, config: str = "") -> str:
+        name = method if how == "builtin" else str(tmp_path / method)
+        return f"{name}:{config}" if method == "cmc" else name
+
+    if how == "sandboxed artifact":
+        for method in ("sc", "asc", "esc", "parallel_probe", "cmc"):
+            assert main(["controllers", "--export", method, str(tmp_path / method)]) == 0
     out = tmp_path / "r.csv"
-    specs = ["sc", "asc", "esc", "parallel_probe", *(f"cmc:beta={b}" for b in BETAS)]
+    specs = [_spec("sc"), _spec("asc"), _spec("esc"), _spec("parallel_probe"), *(_spec("cmc", f"beta={b}")
+                                                                                   for b in BETAS)]
     argv = ["eval", "--data", str(shared_replay), "--out", str(out), "--workers", "2", "--no-progress"]
     for spec in specs:
         argv += ["--controller", spec]

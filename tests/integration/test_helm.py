@@ -34,7 +34,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "sglang": {"engine": {"kind": "sglang", "model": "Qwen/Qwen3-8B"}},
     "arms": {"arms": ARMS, "gateway": {"aliases": {"tts-fast": "cmc:beta=0.2"}, "config": {"max_concurrent": 16}}},
     "replicas": {"engine": {"replicas": 3, "gpus": 2}, "autoscaling": {"enabled": False}, "gateway": {"replicas": 3}},
-    "controllers": {"controllers": {"artifacts": {"tuned.json": ARTIFACT}, "allowCode": True, "reloadSeconds": 5}},
+    "controllers": {"controllers": {"artifacts": {"tuned.json": ARTIFACT}, "reloadSeconds": 5}},
     "ingress": {"ingress": {"enabled": True, "className": "nginx", "host": "tts.example.org",
                             "tls": [{"secretName": "tts-tls", "hosts": ["tts.example.org"]}]},
                 "adminToken": {"value": "s3cret"}},
@@ -226,6 +226,23 @@ def test_arms_reach_the_gateway_config_and_roll_the_pods(rendered, tmp_path) -> 
     assert checksum(VALUE_SETS["arms"]) == checksum(copy.deepcopy(VALUE_SETS["arms"]))
 
 
+def test_the_gateway_pod_can_start_the_artifact_sandbox() -> None:
+    """bubblewrap needs user namespaces: the runtimes' default seccomp/AppArmor profiles refuse them."""
+    for values, apparmor in (({}, {"type": "Unconfined"}), ({"sandbox": {"appArmorProfile": None}}, None)):
+        docs = render(values)
+        pod = _one(docs, "Deployment", "gateway")["spec"]["template"]["spec"]
+        container = pod["containers"][0]["securityContext"]
+        assert pod["securityContext"]["seccompProfile"] == {"type": "Unconfined"}
+        assert container.get("appArmorProfile") == apparmor
+        assert container["allowPrivilegeEscalation"] is False and container["capabilities"] == {"drop": ["ALL"]}
+        assert pod["securityContext"]["runAsNonRoot"] is True  # the sandbox works unprivileged
+        config = _gateway_config(docs)
+        assert (config["allow_unsandboxed"], config["sandbox_spares"]) == (False, 2)
+    strict = _one(render({"sandbox": {"seccompProfile": "RuntimeDefault", "allowUnsandboxed": True}}),
+                  "Deployment", "gateway")
+    assert strict["spec"]["template"]["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
 def test_controller_artifacts_are_mounted_loaded_and_hot_reloaded_not_rolled(tmp_path) -> None:
     pytest.importorskip("fastapi", reason="needs the serve extra")
     from autotts.controllers.artifact import save_artifact
@@ -238,7 +255,7 @@ def test_controller_artifacts_are_mounted_loaded_and_hot_reloaded_not_rolled(tmp
     values["controllers"]["artifacts"]["tuned.json"] = artifact
     docs = render(values)
     config = _gateway_config(docs)
-    assert (config["allow_code"], config["reload_interval_s"]) == (True, 5)
+    assert (config["allow_code"], config["allow_unsandboxed"], config["reload_interval_s"]) == (False, False, 5)
     gateway = _one(docs, "Deployment", "gateway")["spec"]["template"]["spec"]
     mount = next(m for m in gateway["containers"][0]["volumeMounts"] if m["mountPath"] == config["controllers_dir"])
     volume = next(v for v in gateway["volumes"] if v["name"] == mount["name"])
@@ -252,7 +269,7 @@ def test_controller_artifacts_are_mounted_loaded_and_hot_reloaded_not_rolled(tmp
     path.write_text(yaml.safe_dump(config))
     loaded = build_set(GatewayConfig.load(path, env={}, overrides={"controllers_dir": str(mounted)}))
     entry = next(e for e in loaded.entries if e["name"] == "tuned")
-    assert (entry["version"], entry["sha256"]) == ("3", json.loads(artifact)["sha256"])
+    assert (entry["version"], entry["sha256"], entry["isolation"]) == ("3", json.loads(artifact)["sha256"], "sandbox")
     assert "controllers_dir" not in _gateway_config(render({}))
 
     def checksum(values: dict) -> str:

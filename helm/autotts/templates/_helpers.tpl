@@ -71,6 +71,8 @@ app.kubernetes.io/component: engine
 {{- $_ := set $cfg "allow_code" .Values.controllers.allowCode }}
 {{- $_ := set $cfg "reload_interval_s" .Values.controllers.reloadSeconds }}
 {{- end }}
+{{- $_ := set $cfg "allow_unsandboxed" .Values.sandbox.allowUnsandboxed }}
+{{- $_ := set $cfg "sandbox_spares" .Values.sandbox.spares }}
 {{- if .Values.gateway.aliases }}
 {{- $_ := set $cfg "aliases" .Values.gateway.aliases }}
 {{- end }}
