@@ -182,6 +182,7 @@ def main() -> None:
                 {"ok": False, "error": f"unknown op {op!r}"}
         except StepTimeout as exc:  # fired outside the controller's own step
             reply = {"ok": False, "error": str(exc)}
-        return _dumps(reply)
+        # steps carry ints and strings only; class descriptions may hold infinite bounds, which orjson drops
+        return _dumps(reply) if op == "step" else json.dumps(reply).encode()
 
     serve(handle)

@@ -83,6 +83,11 @@ class ControllerSet:
     loaded_at: float = field(default_factory=time.time)
     artifacts: tuple[ServedArtifact, ...] = ()  # sandboxed artifacts: their spare workers end with the set
 
+    async def warm(self) -> None:
+        """Start the sandboxed artifacts' spare workers, so the first requests need not wait for one."""
+        for artifact in self.artifacts:
+            await artifact.warm()
+
     async def close(self) -> None:
         for artifact in self.artifacts:
             await artifact.close()
@@ -346,9 +351,10 @@ class ControllerLifecycle:
             restart = sorted(f.name for f in fields(GatewayConfig)
                              if f.name not in RELOADABLE and getattr(fresh, f.name) != getattr(self.base, f.name))
             old, self.current, self.config = self.current, new, config  # the swap: new requests see the new set
-            await old.close()
             self._finish("ok", trigger, started, None)
             log.info("controllers reloaded (%s): %s", trigger, changes)
+            await old.close()  # its idle workers; requests in flight keep theirs
+            await new.warm()
             return {"object": "reload", "result": "ok", "trigger": trigger, "changes": changes,
                     "unchanged": not any(changes.values()), "restart_required": restart,
                     "loaded": len(new.entries), "loaded_at": _iso(new.loaded_at)}
@@ -393,7 +399,9 @@ class ControllerLifecycle:
         return digest.hexdigest()
 
     async def start(self) -> None:
-        """Start the poll watcher when `reload_interval_s` > 0 and there is something to watch."""
+        """Warm the sandboxed artifacts' workers; start the poll watcher when `reload_interval_s` > 0 and
+        there is something to watch."""
+        await self.current.warm()
         interval = self.base.reload_interval_s
         if interval > 0 and self._watcher is None:
             if self.base.config_file is None and not self.base.controllers_dir:

@@ -120,6 +120,12 @@ class ServedArtifact:
         else:
             self._spares.append(worker)
 
+    async def warm(self, *, wait: bool = False) -> None:
+        """Start the spare workers now (from the event loop, whose thread outlives them); `wait` for them."""
+        self._top_up()
+        if wait and self._filling:
+            await asyncio.gather(*self._filling, return_exceptions=True)
+
     async def worker(self) -> AsyncWorker:
         """A fresh worker with the class loaded (a spare if one is ready); the pool refills behind it."""
         worker = self._spares.pop() if self._spares else None
