@@ -79,8 +79,8 @@ def evaluate_source(source: str, config: EvalConfig) -> dict[str, Any]:
     klass = None
     try:
         klass = SandboxedClass.load(source, limits=config.limits, allow_unsandboxed=config.allow_unsandboxed,
-                                    timeout_s=config.limits.wall_s)
-        cells = _score(klass, config, record, deadline=start + config.limits.wall_s)
+                                    timeout_s=config.limits.wall_s, points=11)
+        cells = _score(klass, config, record, deadline=time.monotonic() + config.limits.wall_s)
     except CandidateError as exc:
         record.update(status="load_error", errors=[str(exc)])
         cells = []
@@ -123,7 +123,7 @@ def _score(klass: SandboxedClass, config: EvalConfig, record: dict[str, Any], *,
         check_schedule_table(info.name, info.schedule or [], info.budget_knobs)
     except ControllerSpecError as exc:
         raise _Stop("schedule_error", str(exc)) from None
-    record["schedule"] = (info.schedule or [])[::4]
+    record["schedule"] = info.schedule or []
     if not info.schedule or len(info.schedule[0]) <= 1:
         raise _Stop("no_beta", "schedule(beta) returned no knobs")
     controllers = {}
@@ -140,10 +140,10 @@ def _score(klass: SandboxedClass, config: EvalConfig, record: dict[str, Any], *,
     failed_total = episodes_total = 0
     grid_beta = config.betas[len(config.betas) // 2]
     for path in config.stores:
-        if time.perf_counter() > deadline:
+        if time.monotonic() > deadline:
             raise _Stop("timeout", f"the evaluation ran past its wall-clock limit of {config.limits.wall_s:g} s")
         store = _STORES.get(path) or _STORES.setdefault(path, load_store(path))
-        new_cells = _sweep(klass, controllers, store, config, record, grid_beta)
+        new_cells = _sweep(klass, controllers, store, config, record, grid_beta, deadline)
         cells += new_cells
         failed_total += sum(c["failed"] for c in new_cells)
         episodes_total += sum(c["episodes"] for c in new_cells)
@@ -156,15 +156,17 @@ def _score(klass: SandboxedClass, config: EvalConfig, record: dict[str, Any], *,
 
 
 def _sweep(klass: SandboxedClass, controllers: dict, store: ReplayStore, config: EvalConfig,
-           record: dict[str, Any], grid_beta: float) -> list[dict[str, Any]]:
+           record: dict[str, Any], grid_beta: float, deadline: float) -> list[dict[str, Any]]:
     """Every (β, seed, question) episode of one store, all in lockstep; one cell per β."""
     env = ReplayEnv(store, max_steps=config.max_steps)
     cases = [(beta, seed, q) for beta in config.betas for seed in config.seeds for q in range(store.n_questions)]
     machines = [env.machine_for(q, seed, beta=controllers[beta].beta, log_changes=True) for beta, seed, q in cases]
     errors = run_lockstep([(m, controllers[beta]) for (beta, _, _), m in zip(cases, machines, strict=True)],
-                          step_timeout_s=config.episode_timeout_s)
+                          step_timeout_s=config.episode_timeout_s, deadline=deadline)
     if klass.failure is not None:
         raise klass.failure
+    if time.monotonic() > deadline:
+        raise _Stop("timeout", f"the evaluation ran past its wall-clock limit of {config.limits.wall_s:g} s")
     cells = {beta: {"beta": beta, "store": store.path, "model": store.model, "dataset": store.dataset,
                     "episodes": 0, "correct": 0, "tokens": 0, "tokens_sq": 0, "failed": 0} for beta in config.betas}
     for (beta, seed, q), machine, error in zip(cases, machines, errors, strict=True):

@@ -49,7 +49,8 @@ class StepTimeout(BaseException):  # BaseException: `except Exception` in contro
 
 
 def _on_timer(signum: int, frame: Any) -> None:
-    raise StepTimeout("the step used more CPU time than the per-step limit")
+    what = "CPU time" if signum == signal.SIGPROF else "wall-clock time"
+    raise StepTimeout(f"the step used more {what} than the per-step limit")
 
 
 class Worker:
@@ -109,7 +110,8 @@ class Worker:
                 self.episodes[eid] = (new_observation(init), self.instances[instance])
             obs, controller = self.episodes[eid]
             apply_delta(obs, delta)
-            signal.setitimer(signal.ITIMER_PROF, timeout_s)
+            signal.setitimer(signal.ITIMER_PROF, timeout_s)  # CPU time of this step
+            signal.setitimer(signal.ITIMER_REAL, 4 * timeout_s)  # and its wall time (a step that sleeps)
             try:
                 batch = controller.step(obs)
             except MemoryError:
@@ -119,6 +121,7 @@ class Worker:
                 continue
             finally:
                 signal.setitimer(signal.ITIMER_PROF, 0)
+                signal.setitimer(signal.ITIMER_REAL, 0)
             out.append(_encode(batch))
         return out
 
@@ -172,6 +175,7 @@ def main() -> None:
     from autotts.sandbox._frames import serve
 
     signal.signal(signal.SIGPROF, _on_timer)
+    signal.signal(signal.SIGALRM, _on_timer)
     worker = Worker()
 
     def handle(payload: bytes) -> bytes:

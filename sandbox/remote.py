@@ -1,22 +1,29 @@
 """The trusted side of a model-written controller: its class lives in a jailed worker, its episodes here.
 
 `SandboxedClass.load(source)` starts a worker (`autotts.sandbox.channel`) running
-`controller_worker`, which executes the source and reports the class (name, β range, schedule).
-`new(beta, **params)` creates instances in the worker. `run_lockstep(pairs)` then drives many
-episode machines at once: every message carries one step of every unfinished episode (what each
-controller is shown, as an `obs_sync` delta) and brings back their batches, which the machines
-(here, in the trusted process) validate and apply. Costs, answers and scores are the machines'
-own; nothing the worker says is taken as a fact beyond "this is the batch".
+`controller_worker`, which executes the source and reports the class (name, β range, schedule);
+`new(beta, **params)` checks parameters there. `run_lockstep(pairs)` then drives many episode
+machines at once: every message carries one step of every unfinished episode of a group (what
+each controller is shown, as an `obs_sync` delta) and brings back their batches, which the
+machines (here, in the trusted process) validate and apply. Costs, answers and scores are the
+machines' own; nothing the worker says is taken as a fact beyond "this is the batch".
 
-A worker that crashes, times out or breaks the protocol ends every episode it was running with
-that reason (`SandboxedClass.failure`, a `WorkerError`); load the class again to go on.
+A worker never sees one question twice: episodes are grouped so that every group holds each
+question at most once, and every group runs in a fresh worker. Code that keeps state between
+episodes (a global, a class attribute) therefore cannot pool what other episodes of the same
+question were shown (other seeds, other β, other models' stores) into an answer it did not pay for.
+
+A worker that crashes, times out or breaks the protocol ends the episodes of its group with that
+reason, and every later one too (`SandboxedClass.failure`, a `WorkerError`).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +42,8 @@ from .errors import SandboxError, WorkerCrashed, WorkerError, WorkerOutputTooLar
 from .limits import Limits
 
 __all__ = ["CandidateError", "ControllerInfo", "SandboxedClass", "SandboxedController", "decode_batch",
-           "failure_kind", "from_json", "reply_decoder", "run_lockstep", "save_artifact", "to_json"]
+           "distinct_question_groups", "failure_kind", "from_json", "reply_decoder", "run_lockstep", "save_artifact",
+           "to_json"]
 
 ENTRY = "autotts.sandbox.controller_worker:main"
 _HERE = Path(__file__).resolve().parent
@@ -104,20 +112,24 @@ def failure_kind(error: WorkerError) -> str:
 class SandboxedClass:
     """A controller class loaded from source into its own jailed worker."""
 
-    def __init__(self, worker: Worker, info: ControllerInfo) -> None:
-        self.worker, self.info = worker, info
+    def __init__(self, worker: Worker, info: ControllerInfo, source: str, limits: Limits,
+                 allow_unsandboxed: bool | None) -> None:
+        self.worker, self.info, self.source = worker, info, source
+        self.limits, self.allow_unsandboxed = limits, allow_unsandboxed
         self.failure: WorkerError | None = None  # why the worker is unusable
         self._ids = itertools.count()
         self._episodes = itertools.count()
 
     @classmethod
     def load(cls, source: str, *, limits: Limits | None = None, entry: str | None = None,
-             allow_unsandboxed: bool | None = None, timeout_s: float = 60.0) -> SandboxedClass:
+             allow_unsandboxed: bool | None = None, timeout_s: float = 60.0, points: int = 41) -> SandboxedClass:
         """Start a worker and load `source`; raises `CandidateError` when the code is not usable and
-        `SandboxUnavailable` when no sandbox works here (and running unsandboxed was not allowed)."""
-        worker = Worker.start(SOURCES, ENTRY, limits or Limits(), allow_unsandboxed=allow_unsandboxed)
+        `SandboxUnavailable` when no sandbox works here (and running unsandboxed was not allowed).
+        `points` is the β grid of the reported schedule table."""
+        limits = limits or Limits()
+        worker = Worker.start(SOURCES, ENTRY, limits, allow_unsandboxed=allow_unsandboxed)
         try:
-            reply = _request(worker, {"op": "load", "source": source, "entry": entry}, timeout_s)
+            reply = _request(worker, {"op": "load", "source": source, "entry": entry, "points": points}, timeout_s)
             _check_reply(reply, dict)
             if not reply.get("ok"):
                 raise CandidateError(str(reply.get("error"))[:2000], stage=str(reply.get("stage", "load")))
@@ -128,10 +140,20 @@ class SandboxedClass:
                 description=str(info["description"]), parameters=dict(info["parameters"]),
                 beta_range=None if beta is None else (float(beta[0]), float(beta[1])),
                 default_beta=info.get("default_beta"), budget_knobs=tuple(map(str, info["budget_knobs"])),
-                schedule=reply.get("schedule"), schedule_error=reply.get("schedule_error")))
+                schedule=reply.get("schedule"), schedule_error=reply.get("schedule_error")),
+                source, limits, allow_unsandboxed)
         except BaseException:
             worker.close()
             raise
+
+    def spawn(self, timeout_s: float = 60.0) -> SandboxedClass:
+        """The same class in a fresh worker (which has seen nothing)."""
+        fresh = SandboxedClass.load(self.source, limits=self.limits, entry=self.info.entry,
+                                    allow_unsandboxed=self.allow_unsandboxed, timeout_s=timeout_s, points=2)
+        if fresh.info.name != self.info.name:
+            fresh.close()
+            raise CandidateError("the code defines another class when loaded again", stage="load")
+        return fresh
 
     def new(self, beta: float | str | None = None, *, timeout_s: float = 30.0, **params: Any) -> SandboxedController:
         """An instance with this β and these parameters (validated by the class itself, in the worker)."""
@@ -252,7 +274,7 @@ class _Episode:
     index: int
     eid: int
     machine: EpisodeMachine
-    controller: SandboxedController
+    instance: int  # the controller's id in the group's worker
     sync: ObservationSync
     init: list[Any] | None
 
@@ -260,7 +282,7 @@ class _Episode:
 def _step_message(episodes: Sequence[_Episode], timeout_s: float) -> dict[str, Any]:
     items = []
     for e in episodes:
-        items.append([e.eid, e.controller.id, e.init, e.sync.delta()])
+        items.append([e.eid, e.instance, e.init, e.sync.delta()])
         e.init = None
     return {"op": "step", "episodes": items, "timeout_s": timeout_s}
 
@@ -274,12 +296,27 @@ def _take(episode: _Episode, reply: Any) -> str | None:
     return None
 
 
-def run_lockstep(pairs: Sequence[tuple[EpisodeMachine, SandboxedController]], *, step_timeout_s: float = 5.0,
-                 message_timeout_s: float | None = None) -> list[str | None]:
-    """Run every (machine, controller) episode to its end, all in lockstep; the error of each (None: ok).
+def distinct_question_groups(machines: Sequence[EpisodeMachine]) -> list[list[int]]:
+    """Indices of `machines` in groups that hold each question (by its text) at most once."""
+    seen: dict[str, int] = {}
+    groups: list[list[int]] = []
+    for i, machine in enumerate(machines):
+        k = seen.get(machine.obs.question, 0)
+        seen[machine.obs.question] = k + 1
+        if k == len(groups):
+            groups.append([])
+        groups[k].append(i)
+    return groups
 
-    The machines must log their changes (``log_changes=True``) and all controllers must belong to
-    one `SandboxedClass`. A worker failure ends every unfinished episode with its reason.
+
+def run_lockstep(pairs: Sequence[tuple[EpisodeMachine, SandboxedController]], *, step_timeout_s: float = 5.0,
+                 deadline: float | None = None) -> list[str | None]:
+    """Run every (machine, controller) episode to its end, in lockstep per group; the error of each (None: ok).
+
+    The machines must log their changes (``log_changes=True``) and all controllers must belong to one
+    `SandboxedClass`. Each group (`distinct_question_groups`) runs in a fresh worker, the next one
+    starting while the current one runs. A worker failure ends its group's episodes and every later
+    one with its reason; so does `deadline` (a `time.monotonic()` value), for the groups not started.
     """
     if not pairs:
         return []
@@ -287,34 +324,73 @@ def run_lockstep(pairs: Sequence[tuple[EpisodeMachine, SandboxedController]], *,
     if any(c.owner is not owner for _, c in pairs):
         raise ValueError("run_lockstep: every controller must live in the same worker")
     errors: list[str | None] = [None] * len(pairs)
-    pending = [_Episode(i, owner.episode_id(), m, c, sync := ObservationSync(m), sync.init())
-               for i, (m, c) in enumerate(pairs)]
-    ended: list[int] = []
+    groups = distinct_question_groups([m for m, _ in pairs])
+    with ThreadPoolExecutor(max_workers=1) as starter:  # the next group's worker starts while one runs
+        upcoming = starter.submit(owner.spawn) if owner.failure is None else None
+        for g, group in enumerate(groups):
+            reason = _why_not(owner, deadline)
+            if reason is None:
+                try:
+                    worker = upcoming.result()
+                except WorkerError as exc:
+                    owner.failure = owner.failure or exc
+                    reason = f"sandboxed worker failed: {_first_line(exc)}"
+            if reason is not None:
+                for i in (i for rest in groups[g:] for i in rest):
+                    errors[i] = reason
+                break
+            upcoming = starter.submit(owner.spawn) if g + 1 < len(groups) else None
+            try:
+                _run_group(worker, [(i, *pairs[i]) for i in group], errors, step_timeout_s, deadline)
+            finally:
+                worker.close()
+                if worker.failure is not None:
+                    owner.failure = owner.failure or worker.failure
+        if upcoming is not None:
+            with suppress(Exception):
+                upcoming.result().close()
+    return errors
+
+
+def _why_not(owner: SandboxedClass, deadline: float | None) -> str | None:
+    if owner.failure is not None:
+        return f"sandboxed worker failed: {_first_line(owner.failure)}"
+    if deadline is not None and time.monotonic() >= deadline:
+        return "the evaluation reached its wall-clock limit"
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _run_group(worker: SandboxedClass, group: list[tuple[int, EpisodeMachine, SandboxedController]],
+               errors: list[str | None], step_timeout_s: float, deadline: float | None) -> None:
+    """One group in lockstep on its own worker: its instances created there, then one message per step."""
+    instances: dict[int, int] = {}  # the owner's instance id → this worker's
+    for _, _, controller in group:
+        if controller.id not in instances:
+            instances[controller.id] = worker.new(controller.beta, **controller.params).id
+    pending = [_Episode(i, worker.episode_id(), m, instances[c.id], sync := ObservationSync(m), sync.init())
+               for i, m, c in group]
     while pending:
         message = _step_message(pending, step_timeout_s)
-        if ended:
-            message["end"] = ended
-        timeout = message_timeout_s or max(30.0, step_timeout_s * len(pending) + 10)
+        timeout = max(30.0, step_timeout_s * len(pending) + 10)
+        if deadline is not None:
+            timeout = max(1.0, min(timeout, deadline - time.monotonic()))
         try:
-            replies = _check_reply(owner.request(message, timeout), list)
+            replies = _check_reply(worker.request(message, timeout), list)
             if len(replies) != len(pending):
                 raise WorkerCrashed(f"sandboxed worker broke the protocol: {len(replies)} replies for "
                                     f"{len(pending)} episodes", kind="protocol", returncode=None)
         except WorkerError as exc:
-            owner.fail(exc)
-            reason = f"sandboxed worker failed: {str(exc).splitlines()[0]}"
+            worker.fail(exc)
             for e in pending:
-                errors[e.index] = reason
-            return errors
-        still, ended = [], []
+                errors[e.index] = f"sandboxed worker failed: {_first_line(exc)}"
+            return
+        still = []
         for e, reply in zip(pending, replies, strict=True):
             errors[e.index] = _take(e, reply)
             if errors[e.index] is None and not e.machine.done:
                 still.append(e)
-            else:
-                ended.append(e.eid)
         pending = still
-    if ended and owner.failure is None:
-        with suppress(WorkerError):
-            owner.request({"op": "end", "episodes": ended}, 30.0)
-    return errors

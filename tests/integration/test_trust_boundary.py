@@ -211,6 +211,21 @@ def test_the_environment_holds_no_secret_of_the_parent(world, monkeypatch):
                                                            "NUMEXPR_NUM_THREADS", "PWD", "LD_LIBRARY_PATH"}
 
 
+def test_state_kept_between_episodes_cannot_pool_what_other_episodes_were_shown(world):
+    """A global dict keyed by the question would gather every seed's (every β's, every model's) reveals
+    for the same question: no worker ever sees a question twice, so there is nothing to pool."""
+    code = source('''
+        import autotts.controllers as sdk
+        pool = sdk.__dict__.setdefault("_pooled", {})
+        seen = pool.setdefault(obs.question, [])
+        seen.extend(a for b in obs.branches for a in b.answers)
+        return "pooled " + " ".join(sorted(set(seen)))
+    ''')
+    results, failure = run_attack(world, code)
+    assert failure is None
+    honest(world, results)  # fails on any F-... answer that this very episode was not shown
+
+
 # --- changing what it is charged or shown --------------------------------------------------------
 def test_patching_the_machine_and_the_observation_changes_nothing_that_counts(world):
     code = source('''
