@@ -21,7 +21,7 @@ import types
 from typing import Any
 
 from autotts.controllers.base import Controller, check_schedule
-from autotts.controllers.errors import AutoTTSError
+from autotts.controllers.errors import AutoTTSError, EpisodeTimeout
 from autotts.offline.check import check_controller
 from autotts.offline.env import ReplayEnv
 from autotts.offline.episode import run_episode
@@ -32,10 +32,6 @@ from .grid import render_grid
 __all__ = ["prepare"]
 
 ORIGIN = "<candidate>"
-
-
-class EpisodeTimeout(Exception):
-    pass
 
 
 def _on_alarm(signum, frame):

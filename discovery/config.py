@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from autotts.controllers.errors import AutoTTSError
-
+from .errors import DiscoverConfigError
 from .explorers.accounting import DEFAULT_MODELS, Pricing
 from .explorers.base import Explorer
 from .sandbox import Limits
@@ -18,10 +17,6 @@ from .sandbox import Limits
 __all__ = ["DiscoverConfig", "DiscoverConfigError", "build_explorer"]
 
 EXPLORERS = ("local", "anthropic", "openai")
-
-
-class DiscoverConfigError(AutoTTSError):
-    """A discovery setting is not acceptable."""
 
 
 @dataclass

@@ -15,6 +15,8 @@ import sys
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 
+from .errors import SandboxViolation
+
 __all__ = ["ALLOWED_ENV", "FORBIDDEN_MODULES", "SandboxViolation", "arm", "violations"]
 
 ALLOWED_ENV = frozenset({"LANG", "LC_ALL", "TZ", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE",
@@ -37,10 +39,6 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
 _violations: list[str] = []
 _state = {"armed": False, "busy": False}
-
-
-class SandboxViolation(PermissionError):
-    """The candidate tried something the sandbox forbids."""
 
 
 def violations() -> list[str]:

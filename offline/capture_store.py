@@ -128,15 +128,15 @@ def _read_file(path: Path) -> tuple[Any, dict[str, Any]]:
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as exc:
-        raise StoreError(f"{path}: not a readable capture file ({' '.join(str(exc).split())})") from None
+        raise StoreError(f"{path}: not a readable capture file ({' '.join(str(exc).split())})") from exc
     need = (*_STORE_COLUMNS, "completion_id", "prompt_sha256", "complete")
     missing = [c for c in need if c not in table.column_names]
     if missing:
         raise StoreError(f"{path}: missing capture column(s) {', '.join(missing)}")
     try:
         meta = json.loads((table.schema.metadata or {}).get(_META_KEY) or b"{}")
-    except ValueError:
-        raise StoreError(f"{path}: metadata key 'autotts' is not valid JSON") from None
+    except ValueError as exc:
+        raise StoreError(f"{path}: metadata key 'autotts' is not valid JSON") from exc
     seg = meta.get("segment_tokens")
     if not isinstance(seg, int) or seg <= 0:
         raise StoreError(f"{path}: metadata field segment_tokens must be a positive int, got {seg!r}")

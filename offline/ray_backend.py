@@ -19,8 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from autotts.controllers.errors import AutoTTSError
-
+from .errors import RayUnavailableError
 from .store import ReplayStore
 
 __all__ = ["RayUnavailableError", "ray_session", "run_chunks_on_ray"]
@@ -28,10 +27,6 @@ __all__ = ["RayUnavailableError", "ray_session", "run_chunks_on_ray"]
 log = logging.getLogger(__name__)
 
 Chunk = tuple[str, str, list[int]]  # (controller spec, store key, seeds)
-
-
-class RayUnavailableError(AutoTTSError):
-    """`--ray` was asked for but Ray is not installed or the cluster cannot be reached."""
 
 
 def _import_ray():

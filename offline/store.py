@@ -16,16 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from autotts.controllers.errors import AutoTTSError
+
+from .errors import StoreError
 
 __all__ = ["QuestionTrajectories", "ReplayStore", "StoreError", "load_store"]
 
 FORMAT_VERSION = 1
 _META_KEY = b"autotts"
-
-
-class StoreError(AutoTTSError):
-    """A replay store (or a file to import) is missing, corrupt or inconsistent."""
 
 
 @dataclass(frozen=True)
@@ -170,8 +167,8 @@ class ReplayStore:
         raw = (table.schema.metadata or {}).get(_META_KEY)
         try:
             meta = json.loads(raw) if raw else {}
-        except ValueError:
-            raise StoreError(f"{path}: metadata key 'autotts' is not valid JSON") from None
+        except ValueError as exc:
+            raise StoreError(f"{path}: metadata key 'autotts' is not valid JSON") from exc
         sort = [("question_id", "ascending")] + ([("branch", "ascending")] if "branch" in table.column_names else [])
         table = table.sort_by(sort)
         qid = table.column("question_id").to_numpy()

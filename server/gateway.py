@@ -22,15 +22,17 @@ from typing import Any
 
 from autotts.controllers.base import Controller
 from autotts.controllers.builtins import BUILTINS
+from autotts.controllers.errors import AutoTTSError
 from autotts.controllers.registry import load
 
 from .backends import BranchBackend, TokenBranchBackend
 from .capture import TrafficCapture
 from .config import GatewayConfig
 from .engines.base import Sampling, TokenEngine
+from .engines.errors import EngineDown, EngineError
 from .engines.factory import make_engine
 from .engines.pool import Lease, ReplicaPool
-from .errors import BadRequest, ControllerFailed, EngineDown, EngineError, GatewayError, ModelNotFound, TooManyRequests
+from .errors import BadRequest, ControllerFailed, ModelNotFound, TooManyRequests, http_error
 from .executor import Caps, EpisodeOutcome, run_episode
 from .feedback import CompletionRecord, FeedbackStore
 from .lifecycle import ControllerLifecycle
@@ -309,7 +311,7 @@ class Gateway:
                                 for i, backend in enumerate(job.backends):
                                     group.create_task(one(i, backend))
                         except BaseExceptionGroup as errors:
-                            raise next((e for e in errors.exceptions if isinstance(e, GatewayError)),
+                            raise next((e for e in errors.exceptions if isinstance(e, AutoTTSError)),
                                        errors.exceptions[0]) from None
                     break
                 except EngineDown as exc:
@@ -317,9 +319,8 @@ class Gateway:
                         raise
                     outcomes = [None] * len(job.backends)
             status = "200"
-        except GatewayError as exc:
-            status = str(exc.status)
-            exc.recorded = True  # type: ignore[attr-defined]
+        except AutoTTSError as exc:  # counted here with the job's labels; the route replies without counting again
+            status = str(http_error(exc).status)
             if isinstance(exc, EngineError):
                 self.metrics.engine_errors.labels(engine=self.config.engine, kind=exc.kind).inc()
             raise
@@ -339,7 +340,7 @@ class Gateway:
         """
         lease, pool = job.lease, self.engine
         if (lease is None or job.rebuild is None or job.retries >= 1 or job.released
-                or not isinstance(pool, ReplicaPool) or getattr(exc, "replica", None) != lease.url):
+                or not isinstance(pool, ReplicaPool) or exc.replica != lease.url):
             return False
         caps = job.caps
         if caps.timeout_s is not None:

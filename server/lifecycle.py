@@ -45,7 +45,7 @@ from autotts.controllers.registry import parse_spec
 
 from .arms import Arm, parse_arms
 from .config import ConfigError, GatewayConfig
-from .errors import GatewayError
+from .errors import GatewayError, ReloadFailed
 from .metrics import GatewayMetrics
 from .selection import NONE, ControllerSelector, Selection
 
@@ -60,12 +60,6 @@ SETTINGS_KEYS = ("controller", "aliases", "arms")
 RELOADABLE = ("controller", "aliases", "arms", "ab_salt", "allow_code", "check_artifacts")
 BUILD_TIMEOUT_S = 120.0
 _BUILTIN_TYPES = frozenset(BUILTINS.values())
-
-
-class ReloadFailed(GatewayError):
-    """A reload could not build the new set; the old one is still serving."""
-
-    status, type, code = 422, "reload_error", "reload_failed"
 
 
 @dataclass(frozen=True)
@@ -162,10 +156,10 @@ def build_set(config: GatewayConfig) -> ControllerSet:
     """The complete controller set of `config` (+ its controllers_dir), checked; a ConfigError names the culprit."""
     try:
         return _build(config)
-    except AutoTTSError:
-        raise
     except GatewayError as exc:  # the selector's own validation (unknown controller, bad β, ...)
         raise ConfigError(f"controllers: {exc.message}") from None
+    except AutoTTSError:
+        raise
     except Exception as exc:  # artifact code is arbitrary: whatever it raises is a load failure, not a crash
         raise ConfigError(f"controllers: loading failed: {type(exc).__name__}: {exc}") from exc
 
@@ -295,7 +289,7 @@ class ControllerLifecycle:
             except Exception as exc:
                 if isinstance(exc, TimeoutError):
                     message = f"controllers: building the new set took longer than {BUILD_TIMEOUT_S:g} s"
-                elif isinstance(exc, AutoTTSError | GatewayError):
+                elif isinstance(exc, AutoTTSError):
                     message = str(exc)
                 else:
                     log.exception("controller reload failed unexpectedly")

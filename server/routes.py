@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
+from autotts.controllers.errors import AutoTTSError
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from .arms import ARM_HEADER, USER_HEADER
+from .engines.errors import EngineError
 from .engines.pool import ReplicaPool
+from .errors import error_body, http_error
 from .gateway import Gateway
 from .metrics import CONTENT_TYPE_LATEST
 from .protocol import ChatCompletionRequest, CompletionRequest, FeedbackRequest, chat_response, completion_response
@@ -85,7 +89,10 @@ async def _serve(kind: str, body: ChatCompletionRequest | CompletionRequest, req
                                  background=BackgroundTask(gateway.release, job))  # if the body never started
     task = asyncio.ensure_future(gateway.run(job))
     task.add_done_callback(lambda _: gateway.release(job))  # also when cancelled before it ever ran
-    outcomes = await _until_disconnect(request, task)
+    try:
+        outcomes = await _until_disconnect(request, task)
+    except AutoTTSError as exc:  # counted with the job's labels by Gateway.run
+        return JSONResponse(error_body(exc), status_code=http_error(exc).status)
     if outcomes is None:
         return Response(status_code=499)  # nobody is listening any more
     choices, usage, tts = summary(job, outcomes, gateway.config.engine)
@@ -124,10 +131,19 @@ async def _passthrough(gateway: Gateway, kind: str, body: Any, model: str | None
     if body.stream:
         stream = await engine.passthrough_stream(path, payload)
         gateway.metrics.request(labels, 200, time.perf_counter() - start)
-        return StreamingResponse(stream, media_type="text/event-stream")
+        return StreamingResponse(_ended_on_error(stream), media_type="text/event-stream")
     data = await engine.passthrough(path, payload)
     usage = data.get("usage") or {} if isinstance(data, dict) else {}
     for token_kind, key in (("prompt", "prompt_tokens"), ("decode", "completion_tokens")):
         gateway.metrics.tokens.labels(**labels, kind=token_kind).inc(int(usage.get(key) or 0))
     gateway.metrics.request(labels, 200, time.perf_counter() - start)
     return JSONResponse(data)
+
+
+async def _ended_on_error(stream: Any) -> Any:
+    """The engine's stream; an engine failing after the first byte ends it with an OpenAI error event."""
+    try:
+        async for chunk in stream:
+            yield chunk
+    except EngineError as exc:
+        yield f"\n\ndata: {json.dumps(error_body(exc))}\n\ndata: [DONE]\n\n".encode()

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from ..errors import EngineDown, EngineError, EngineGarbage, EngineRejected, EngineTimeout
+from .errors import EngineDown, EngineError, EngineGarbage, EngineRejected, EngineTimeout
 
 __all__ = ["HTTPEngine", "decode_response", "error_message", "token_list"]
 
@@ -46,9 +46,9 @@ class HTTPEngine:
         except httpx.TimeoutException as exc:
             kind = "connecting to" if isinstance(exc, httpx.ConnectTimeout) else "waiting for"
             cls = EngineDown if isinstance(exc, httpx.ConnectTimeout) else EngineTimeout
-            raise cls(f"timed out {kind} the engine at {self.url}{path}") from None
+            raise cls(f"timed out {kind} the engine at {self.url}{path}") from exc
         except httpx.TransportError as exc:
-            raise EngineDown(f"engine at {self.url} unreachable ({type(exc).__name__}: {exc})") from None
+            raise EngineDown(f"engine at {self.url} unreachable ({type(exc).__name__}: {exc})") from exc
         return decode_response(response, f"{self.url}{path}")
 
     async def health(self) -> bool:
@@ -67,25 +67,30 @@ class HTTPEngine:
         try:
             request = self.client.build_request("POST", path, json=body)
             response = await self.client.send(request, stream=True)
-        except httpx.TimeoutException:
-            raise EngineTimeout(f"timed out waiting for the engine at {self.url}{path}") from None
+        except httpx.TimeoutException as exc:
+            raise EngineTimeout(f"timed out waiting for the engine at {self.url}{path}") from exc
         except httpx.TransportError as exc:
-            raise EngineDown(f"engine at {self.url} unreachable ({type(exc).__name__}: {exc})") from None
+            raise EngineDown(f"engine at {self.url} unreachable ({type(exc).__name__}: {exc})") from exc
         if response.status_code != 200:
             await response.aread()
             await response.aclose()
             decode_response(response, f"{self.url}{path}")  # raises the mapped error
-        return _stream(response)
+        return _stream(response, f"{self.url}{path}")
 
     async def close(self) -> None:
         if self._own_client:
             await self.client.aclose()
 
 
-async def _stream(response: httpx.Response) -> AsyncIterator[bytes]:
+async def _stream(response: httpx.Response, where: str) -> AsyncIterator[bytes]:
+    """The body's bytes; the connection failing after the first byte is `EngineDown` / `EngineTimeout`."""
     try:
         async for chunk in response.aiter_raw():
             yield chunk
+    except httpx.TimeoutException as exc:
+        raise EngineTimeout(f"timed out reading the stream of {where}") from exc
+    except httpx.TransportError as exc:
+        raise EngineDown(f"connection to {where} lost mid-stream ({type(exc).__name__}: {exc})") from exc
     finally:
         await response.aclose()
 

@@ -21,26 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import httpx
-
-from ..errors import EngineDown, EngineError, error_body
 from .base import GenerateResult, Sampling, TokenEngine
+from .errors import EngineDown, EngineError, ReplicaMismatch
 
 __all__ = ["Lease", "Replica", "ReplicaMismatch", "ReplicaPool"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class ReplicaMismatch(EngineError):
-    """A replica serves another model than the rest of the pool (a deployment mistake)."""
 
 
 @dataclass(eq=False)
@@ -268,16 +261,13 @@ class ReplicaPool:
 
 async def _released(stream: AsyncIterator[bytes], lease: Lease) -> AsyncIterator[bytes]:
     """`stream`, then the lease back. A replica gone after the first byte is taken out and the stream
-    ends with an OpenAI error event (what the gateway's own streams send), not a cut connection."""
+    raises `EngineDown` naming it (the gateway ends the client's stream with an OpenAI error event)."""
     try:
         async for chunk in stream:
             yield chunk
-    except httpx.TransportError as exc:
-        if isinstance(exc, httpx.TimeoutException):
-            raise
-        error = EngineDown(f"engine replica {lease.url} went away mid-stream ({type(exc).__name__}: {exc})")
-        lease.pool.mark_down(lease.replica, error)
-        yield f"\n\ndata: {json.dumps(error_body(error))}\n\ndata: [DONE]\n\n".encode()
+    except EngineDown as exc:
+        lease.pool.mark_down(lease.replica, exc)
+        raise EngineDown(f"engine replica {lease.url} went away mid-stream: {exc}", replica=lease.url) from exc
     finally:
         lease.release()
 
@@ -313,8 +303,9 @@ class Lease:
             return await call(self.replica.engine)
         except EngineDown as exc:
             self.pool.mark_down(self.replica, exc)
-            exc.replica = self.replica.url  # type: ignore[attr-defined]
-            raise
+            if exc.replica == self.replica.url:
+                raise
+            raise EngineDown(str(exc), replica=self.replica.url) from exc
 
     async def tokenize_chat(self, messages: list[dict[str, Any]], **template_kwargs: Any) -> list[int]:
         return await self.run(lambda e: e.tokenize_chat(messages, **template_kwargs))

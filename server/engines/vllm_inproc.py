@@ -11,8 +11,8 @@ import asyncio
 import os
 from typing import Any
 
-from ..errors import EngineDown, EngineError, EngineRejected
 from .base import GenerateResult, Sampling
+from .errors import EngineDown, EngineError, EngineRejected
 
 __all__ = ["VLLMInprocEngine"]
 
@@ -38,7 +38,7 @@ class VLLMInprocEngine:
             from vllm.engine.arg_utils import AsyncEngineArgs
             from vllm.v1.engine.async_llm import AsyncLLM
         except ImportError as exc:
-            raise EngineDown(f"engine vllm-inproc needs vllm installed (pip install 'autotts[vllm]'): {exc}") from None
+            raise EngineDown(f"engine vllm-inproc needs vllm installed (pip install 'autotts[vllm]'): {exc}") from exc
         args = AsyncEngineArgs(model=self.model_path, **self.engine_args)
         self.engine = AsyncLLM.from_engine_args(args)
         self._tokenizer = self.engine.get_tokenizer()
@@ -69,7 +69,7 @@ class VLLMInprocEngine:
         try:
             params = SamplingParams(**kwargs)
         except (ValueError, TypeError) as exc:
-            raise EngineRejected(f"vllm-inproc: bad sampling parameters: {exc}") from None
+            raise EngineRejected(f"vllm-inproc: bad sampling parameters: {exc}") from exc
         final = None
         try:
             async for out in self.engine.generate(TokensPrompt(prompt_token_ids=prompt_ids), params,
@@ -78,9 +78,9 @@ class VLLMInprocEngine:
         except asyncio.CancelledError:
             raise  # AsyncLLM.generate aborts the request itself on cancellation
         except ValueError as exc:  # validation, e.g. prompt longer than the context
-            raise EngineRejected(f"vllm-inproc rejected the request: {exc}") from None
+            raise EngineRejected(f"vllm-inproc rejected the request: {exc}") from exc
         except Exception as exc:
-            raise EngineError(f"vllm-inproc failed: {type(exc).__name__}: {exc}") from None
+            raise EngineError(f"vllm-inproc failed: {type(exc).__name__}: {exc}") from exc
         if final is None or not final.outputs:
             raise EngineError("vllm-inproc returned no output")
         choice = final.outputs[0]

@@ -22,8 +22,8 @@ from autotts.cli.main import main
 from autotts.offline.collect import CollectError, CollectSettings, collect
 from autotts.offline.questions import read_questions
 from autotts.offline.store import load_store
+from autotts.server.engines.errors import EngineDown
 from autotts.server.engines.vllm_http import VLLMHTTPEngine
-from autotts.server.errors import EngineDown
 
 from tests.conftest import vllm_metrics
 

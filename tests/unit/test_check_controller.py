@@ -51,7 +51,7 @@ def test_state_between_episodes_is_caught():
 
 
 def test_mutating_the_observation_is_caught():
-    with pytest.raises(EpisodeError, match="raised ObservationReadOnlyError: BranchView.pruned is read-only"):
+    with pytest.raises(EpisodeError, match=r"raised ObservationReadOnlyError: BranchView\.pruned is read-only"):
         check_controller(Mutates())
 
 

@@ -25,8 +25,8 @@ from autotts.offline.questions import QuestionItem, QuestionsError, read_questio
 from autotts.offline.store import load_store
 from autotts.server.backends import TokenBranchBackend
 from autotts.server.engines.base import Sampling
+from autotts.server.engines.errors import EngineDown
 from autotts.server.engines.fake import FakeEngine
-from autotts.server.errors import EngineDown
 from autotts.server.executor import run_episode as live_episode
 
 from tests.helpers import store_in_opening_order

@@ -13,7 +13,6 @@ from autotts.controllers import (
     ControllerSpecError,
     IllegalActionError,
     Param,
-    Prune,
     answer_key,
     beta_confidence,
     check_schedule,

@@ -13,6 +13,7 @@ import random
 
 import pytest
 from autotts.controllers import Answer, Branch, Continue, GeneratorController, Probe, Prune, load, majority
+from autotts.controllers.errors import EpisodeTimeout
 from autotts.offline.env import ReplayEnv
 from autotts.offline.episode import run_episode as offline_episode
 from autotts.offline.evaluate import bundled_data_dir
@@ -20,7 +21,7 @@ from autotts.offline.store import load_store
 from autotts.server.backends import TokenBranchBackend
 from autotts.server.engines.base import Sampling
 from autotts.server.engines.fake import FakeEngine
-from autotts.server.errors import ControllerFailed, EpisodeTimeout
+from autotts.server.errors import ControllerFailed
 from autotts.server.executor import Caps, run_episode
 from autotts.server.replay import ReplayBranchBackend
 

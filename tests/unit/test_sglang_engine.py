@@ -21,8 +21,9 @@ pytest.importorskip("fastapi", reason="needs the serve extra: pip install 'autot
 import httpx
 from autotts.server.background import BackgroundServer, free_port
 from autotts.server.engines.base import Sampling, TokenEngine
+from autotts.server.engines.errors import EngineDown, EngineError, EngineGarbage, EngineRejected, EngineTimeout
 from autotts.server.engines.sglang_http import SGLangHTTPEngine
-from autotts.server.errors import EngineDown, EngineError, EngineGarbage, EngineRejected, EngineTimeout
+from autotts.server.errors import http_error
 
 from .sglang_fake import EOS, FakeSGLang, chat_prompt, encode, token_at
 
@@ -175,7 +176,7 @@ def test_engine_errors_are_mapped(fake) -> None:
         return too_long, crashed, aborted
 
     too_long, crashed, aborted = run(url, scenario)
-    assert too_long.status == 400 and type(crashed) is EngineError and crashed.status == 502
+    assert http_error(too_long).status == 400 and type(crashed) is EngineError and http_error(crashed).status == 502
     assert type(aborted) is EngineError
 
 
