@@ -12,6 +12,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY controllers/ controllers/
+COPY engines/ engines/
 COPY offline/ offline/
 COPY discovery/ discovery/
 COPY server/ server/

@@ -83,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _engine(args: argparse.Namespace):
+    from autotts.engines.factory import make_engine
     from autotts.server.config import GatewayConfig
-    from autotts.server.engines.factory import make_engine
 
     cfg = GatewayConfig(engine=args.engine, engine_url=args.engine_url, model=args.model,
                         engine_timeout_s=args.engine_timeout)

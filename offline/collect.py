@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from autotts.controllers.atomic import write_text_atomic
-from autotts.server.backends import Ledger, TokenBranchBackend
-from autotts.server.engines.base import Sampling, TokenEngine
+from autotts.engines.backends import Ledger, TokenBranchBackend
+from autotts.engines.base import Sampling, TokenEngine
 
 from .errors import CollectError
 from .questions import QuestionItem

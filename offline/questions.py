@@ -64,7 +64,7 @@ def _gold(row: dict[str, Any], where: str) -> str | None:
     for key in SOLUTION_KEYS:
         value = row.get(key)
         if isinstance(value, str):
-            from autotts.server.answers import final_answer
+            from autotts.engines.answers import final_answer
 
             return final_answer(value)
     return None

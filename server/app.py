@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from autotts.controllers.errors import AutoTTSError
+from autotts.engines.errors import EngineError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -23,7 +24,6 @@ from starlette.exceptions import HTTPException
 from .admin_routes import router as admin_router
 from .auth import ApiKeyMiddleware
 from .config import GatewayConfig
-from .engines.errors import EngineError
 from .errors import error_body, http_error
 from .gateway import Gateway
 from .routes import router

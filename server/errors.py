@@ -34,8 +34,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from autotts.controllers.errors import AutoTTSError, EpisodeTimeout
-
-from .engines.errors import EngineDown, EngineError, EngineGarbage, EngineRejected, EngineTimeout
+from autotts.engines.errors import EngineDown, EngineError, EngineGarbage, EngineRejected, EngineTimeout
 
 __all__ = [
     "AlreadyLabelled",

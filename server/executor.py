@@ -29,8 +29,8 @@ from autotts.controllers.base import Controller
 from autotts.controllers.episode import EpisodeMachine, Plan, Work, fallback_answer
 from autotts.controllers.errors import AutoTTSError, EpisodeError, EpisodeTimeout, IllegalActionError
 from autotts.controllers.observation import Observation
+from autotts.engines.backends import BranchBackend, Ledger
 
-from .backends import BranchBackend, Ledger
 from .errors import ControllerFailed
 
 __all__ = ["Caps", "EpisodeOutcome", "run_episode", "snapshot"]

@@ -24,14 +24,14 @@ from autotts.controllers.base import Controller
 from autotts.controllers.builtins import BUILTINS
 from autotts.controllers.errors import AutoTTSError
 from autotts.controllers.registry import load
+from autotts.engines.backends import BranchBackend, TokenBranchBackend
+from autotts.engines.base import Sampling, TokenEngine
+from autotts.engines.errors import EngineDown, EngineError
+from autotts.engines.factory import make_engine
+from autotts.engines.pool import Lease, ReplicaPool
 
-from .backends import BranchBackend, TokenBranchBackend
 from .capture import TrafficCapture
 from .config import GatewayConfig
-from .engines.base import Sampling, TokenEngine
-from .engines.errors import EngineDown, EngineError
-from .engines.factory import make_engine
-from .engines.pool import Lease, ReplicaPool
 from .errors import BadRequest, ControllerFailed, ModelNotFound, TooManyRequests, http_error
 from .executor import Caps, EpisodeOutcome, run_episode
 from .feedback import CompletionRecord, FeedbackStore

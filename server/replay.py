@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from autotts.controllers.episode import Recorded, Unit, recorded_probe, recorded_units
+from autotts.engines.backends import Ledger
 from autotts.offline.env import recorded_branch
 from autotts.offline.store import ReplayStore, load_store
 
-from .backends import Ledger
 from .errors import BadRequest, ModelNotFound, UnknownQuestion
 
 __all__ = ["ReplayBranchBackend", "ReplayCatalog", "bundled_stores", "estimate_tokens"]

@@ -8,13 +8,13 @@ import time
 from typing import Any
 
 from autotts.controllers.errors import AutoTTSError
+from autotts.engines.errors import EngineError
+from autotts.engines.pool import ReplicaPool
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from .arms import ARM_HEADER, USER_HEADER
-from .engines.errors import EngineError
-from .engines.pool import ReplicaPool
 from .errors import error_body, http_error
 from .gateway import Gateway
 from .metrics import CONTENT_TYPE_LATEST

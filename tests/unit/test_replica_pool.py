@@ -1,4 +1,4 @@
-"""Several engine replicas behind one gateway (server/engines/pool.py), on in-process fake replicas.
+"""Several engine replicas behind one gateway (engines/pool.py), on in-process fake replicas.
 
 Each fake replica is a `FakeEngine` with a URL that can be switched "down" (every call then raises
 `EngineDown`, as a refused connection does) or dies after a set number of generate calls (a server
@@ -17,12 +17,12 @@ import pytest
 pytest.importorskip("fastapi", reason="needs the serve extra: pip install 'autotts[serve]'")
 
 import httpx
+from autotts.engines.base import Sampling
+from autotts.engines.errors import EngineDown
+from autotts.engines.fake import FakeEngine
+from autotts.engines.pool import ReplicaMismatch, ReplicaPool
 from autotts.server.app import build_app
 from autotts.server.config import GatewayConfig
-from autotts.server.engines.base import Sampling
-from autotts.server.engines.errors import EngineDown
-from autotts.server.engines.fake import FakeEngine
-from autotts.server.engines.pool import ReplicaMismatch, ReplicaPool
 from autotts.server.gateway import Gateway
 from autotts.server.protocol import ChatCompletionRequest
 

@@ -13,15 +13,15 @@ import pytest
 pytest.importorskip("prometheus_client", reason="needs the serve extra: pip install 'autotts[serve]'")
 
 from autotts.controllers.errors import EpisodeTimeout
-from autotts.server.answers import NO_ANSWER, final_answer, probe_answer
+from autotts.engines.answers import NO_ANSWER, final_answer, probe_answer
+from autotts.engines.errors import EngineTimeout
 from autotts.server.config import ConfigError, GatewayConfig
-from autotts.server.engines.errors import EngineTimeout
 from autotts.server.errors import BadRequest, UnknownQuestion, error_body, http_error
 from autotts.server.metrics import GatewayMetrics
 from autotts.server.selection import ControllerSelector
 
 
-@pytest.mark.parametrize("name", ["autotts.server.answers", "autotts.server.config"])
+@pytest.mark.parametrize("name", ["autotts.engines.answers", "autotts.server.config"])
 def test_docstring_examples(name) -> None:
     failures, attempted = doctest.testmod(importlib.import_module(name))
     assert attempted > 0 and failures == 0

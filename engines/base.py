@@ -4,7 +4,7 @@ A `TokenEngine` applies the chat template once (`tokenize_chat`) and then only e
 IDs: every branch segment and probe is `generate(prompt_ids, max_tokens, sampling, request_id)`.
 Cancelling the task that awaits `generate` must stop the work in the engine (vLLM over HTTP: the
 closed connection aborts the request; in-process vLLM: `AsyncLLM.abort`). Failures are raised as
-the `EngineError` subclasses of `autotts.server.errors`, never as transport exceptions.
+the `EngineError` subclasses of `autotts.engines.errors`, never as transport exceptions.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ as in replay (`autotts.controllers.episode`). Two backends:
   prompt + branch IDs with ``max_tokens=Δ`` (a prefix-cache hit on the engine); a probe is one short
   call on a *copy* of the branch plus the answer-forcing suffix, its answer extracted and never
   appended; a branch finishes on EOS (``finish_reason == "stop"``) or at its token cap.
-* `replay.ReplayBranchBackend` answers from a replay store with the episode machine's recorded costs.
+* `autotts.server.replay.ReplayBranchBackend` answers from a replay store with the episode machine's recorded costs.
 
 Every engine call is added to the backend's `Ledger`, which becomes the response's `usage`.
 """
@@ -24,7 +24,7 @@ from typing import Protocol
 from autotts.controllers.episode import STOP, Unit
 
 from .answers import final_answer, probe_answer, split_reasoning
-from .engines.base import GenerateResult, Sampling, TokenEngine, branch_seed
+from .base import GenerateResult, Sampling, TokenEngine, branch_seed
 
 __all__ = ["BranchBackend", "Ledger", "TokenBranchBackend"]
 

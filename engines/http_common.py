@@ -1,7 +1,7 @@
 """What every engine spoken to over HTTP shares: one pooled client, error mapping, OpenAI pass-through.
 
 `HTTPEngine` owns the `httpx.AsyncClient` (connection pooling for all requests of the gateway) and
-turns transport and status failures into the gateway's `EngineError` subclasses at the boundary:
+turns transport and status failures into `EngineError` subclasses (engines/errors.py) at the boundary:
 connect failures and connect timeouts are `EngineDown`, read timeouts `EngineTimeout`, 4xx
 `EngineRejected`, 5xx `EngineError`, a body that is not JSON `EngineGarbage`. It also carries
 controller `none`'s pass-through of an OpenAI request to the engine's own `/v1/...` routes, which
