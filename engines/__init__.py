@@ -10,20 +10,25 @@ nothing of autotts but the controller SDK; heavy clients (httpx, vllm) load with
 
 from .answers import final_answer, probe_answer, split_reasoning
 from .backends import BranchBackend, Ledger, TokenBranchBackend
-from .base import GenerateResult, Sampling, TokenEngine, branch_seed
+from .base import Capabilities, GenerateResult, Passthrough, Sampling, TokenEngine, branch_seed
 from .errors import EngineDown, EngineError, EngineGarbage, EngineRejected, EngineTimeout, ReplicaMismatch
 from .fake import FakeEngine
+from .mock import GenerateRequest, MockEngine
 
 __all__ = [
     "BranchBackend",
+    "Capabilities",
     "EngineDown",
     "EngineError",
     "EngineGarbage",
     "EngineRejected",
     "EngineTimeout",
     "FakeEngine",
+    "GenerateRequest",
     "GenerateResult",
     "Ledger",
+    "MockEngine",
+    "Passthrough",
     "ReplicaMismatch",
     "Sampling",
     "TokenBranchBackend",

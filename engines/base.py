@@ -1,18 +1,24 @@
-"""The token-engine contract: token IDs in, token IDs out, cancellation = abort.
+"""The engine seam: one small async protocol, token IDs in and out, and capabilities declared, never probed.
 
 A `TokenEngine` applies the chat template once (`tokenize_chat`) and then only ever sees token
 IDs: every branch segment and probe is `generate(prompt_ids, max_tokens, sampling, request_id)`.
 Cancelling the task that awaits `generate` must stop the work in the engine (vLLM over HTTP: the
-closed connection aborts the request; in-process vLLM: `AsyncLLM.abort`). Failures are raised as
-the `EngineError` subclasses of `autotts.engines.errors`, never as transport exceptions.
+closed connection aborts the request; SGLang: ``/abort_request`` by id; in-process vLLM:
+`AsyncLLM.abort`). Failures are raised as the `EngineError` subclasses of `autotts.engines.errors`,
+never as transport exceptions.
+
+What an engine can do beyond the protocol it states in its `capabilities` (a frozen `Capabilities`);
+callers read that, they never look for methods. An engine that declares ``passthrough`` also
+implements `Passthrough` (OpenAI requests forwarded unchanged, for controller `none`).
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["GenerateResult", "Sampling", "TokenEngine", "branch_seed"]
+__all__ = ["Capabilities", "GenerateResult", "Passthrough", "Sampling", "TokenEngine", "branch_seed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +46,36 @@ class GenerateResult:
     cached_tokens: int
 
 
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What an engine offers beyond `TokenEngine`, as the engine declares it."""
+
+    #: serves OpenAI's /v1/chat/completions and /v1/completions itself and implements `Passthrough`:
+    #: controller `none` forwards a request unchanged, streamed or not
+    passthrough: bool = False
+    #: a cancelled call is aborted in the engine by its request id (SGLang ``/abort_request``,
+    #: ``AsyncLLM.abort``); without it, closing the call's connection is what aborts it (vLLM over HTTP)
+    abort_by_id: bool = False
+    #: tokens per KV-cache block, when the adapter knows it (prefix-cache hits come in whole blocks)
+    kv_block_size: int | None = None
+
+
 @runtime_checkable
 class TokenEngine(Protocol):
-    """What the executor needs from an engine (see `vllm_http.VLLMHTTPEngine`, `vllm_inproc.VLLMInprocEngine`)."""
+    """What the executor, the replica pool and `autotts collect` need from an engine.
 
-    name: str
-    model: str
+    Implementations: `vllm_http.VLLMHTTPEngine`, `sglang_http.SGLangHTTPEngine`,
+    `vllm_inproc.VLLMInprocEngine`, `pool.ReplicaPool` (and its `Lease`), `FakeEngine`, `MockEngine`.
+    """
+
+    name: str  # the adapter's kind, e.g. "vllm"
+    model: str  # the served model's name ("" until `start` resolved it)
+    url: str | None  # where the engine runs (None: in this process)
+    capabilities: Capabilities
+
+    async def start(self) -> None:
+        """Connect (or start the engine in process) and resolve the model name; idempotent."""
+        ...
 
     async def tokenize_chat(self, messages: list[dict[str, Any]], **template_kwargs: Any) -> list[int]:
         """The prompt IDs of `messages` with the chat template and generation prompt applied."""
@@ -66,6 +96,19 @@ class TokenEngine(Protocol):
         ...
 
     async def close(self) -> None:
+        ...
+
+
+class Passthrough(Protocol):
+    """What an engine with ``capabilities.passthrough`` adds: OpenAI requests to its own routes, unchanged."""
+
+    async def passthrough(self, path: str, body: dict[str, Any]) -> Any:
+        """The engine's JSON answer to `body` on `path` (``/v1/chat/completions`` or ``/v1/completions``)."""
+        ...
+
+    async def passthrough_stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        """The engine's SSE bytes for `body`; errors before the first byte raise, later ones end the stream
+        with an `EngineError`."""
         ...
 
 

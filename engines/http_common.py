@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from .base import Capabilities
 from .errors import EngineDown, EngineError, EngineGarbage, EngineRejected, EngineTimeout
 
 __all__ = ["HTTPEngine", "decode_response", "error_message", "token_list"]
@@ -24,6 +25,7 @@ class HTTPEngine:
     """An engine server at `url` (e.g. ``http://127.0.0.1:8000``) behind one pooled `httpx` client."""
 
     name = "http"
+    capabilities = Capabilities(passthrough=True)  # vLLM and SGLang both serve OpenAI's routes
 
     def __init__(self, url: str, model: str | None = None, *, timeout_s: float = 120.0,
                  connect_timeout_s: float = 5.0, max_connections: int = 256,
@@ -50,6 +52,9 @@ class HTTPEngine:
         except httpx.TransportError as exc:
             raise EngineDown(f"engine at {self.url} unreachable ({type(exc).__name__}: {exc})") from exc
         return decode_response(response, f"{self.url}{path}")
+
+    async def start(self) -> None:
+        """Nothing to do for a server that is already running (adapters resolve the model name here)."""
 
     async def health(self) -> bool:
         try:

@@ -8,13 +8,14 @@ the request ends (the gateway does it exactly once, in `Gateway.release`).
 
 A replica whose call fails with `EngineDown` (connection refused or reset, connect timeout: the
 server is gone) is taken out: new leases skip it, requests already on it fail (or are retried whole
-by the gateway, server/gateway.py). A background task (started by `start`, stopped by `close`)
+by the gateway, server/running.py). A background task (started by `start`, stopped by `close`)
 re-checks replicas that are out every `health_interval_s` with their `/health` and takes them back
 when it answers 200 and the replica still serves the pool's model. With no healthy replica left,
 `lease` re-checks at once and otherwise raises `EngineDown` naming every replica and why it is out.
 
 The pool itself is a `TokenEngine` too (tokenize/detokenize go to any healthy replica, failing over
-on `EngineDown`), so the gateway's start-up (probe suffix) and pass-through paths need no change.
+on `EngineDown`), so the gateway's start-up (probe suffix) and pass-through paths need no change. Its
+capabilities are what every replica declares (pass-through only when all of them pass through).
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .base import GenerateResult, Sampling, TokenEngine
+from .base import Capabilities, GenerateResult, Passthrough, Sampling, TokenEngine
 from .errors import EngineDown, EngineError, ReplicaMismatch
 
 __all__ = ["Lease", "Replica", "ReplicaMismatch", "ReplicaPool"]
@@ -63,17 +64,16 @@ class ReplicaPool:
                  clock: Callable[[], float] = time.monotonic) -> None:
         if not engines:
             raise ValueError("a replica pool needs at least one engine")
-        self.replicas = [Replica(e, str(getattr(e, "url", f"replica-{i}")), i) for i, e in enumerate(engines)]
+        self.replicas = [Replica(e, e.url or f"replica-{i}", i) for i, e in enumerate(engines)]
         self.name = engines[0].name
         self.model = next((e.model for e in engines if e.model), "")
+        self.url: str | None = None  # many places: see `replicas`
+        self.capabilities = _common(e.capabilities for e in engines)
         self.health_interval_s = health_interval_s
         self.clock = clock
         self._turn = 0  # round-robin among equally loaded replicas
         self._watcher: asyncio.Task[None] | None = None
         self._checking: dict[Replica, asyncio.Task[bool]] = {}
-        if all(hasattr(e, "passthrough") for e in engines):  # controller `none` goes to a replica unchanged
-            self.passthrough = self._passthrough
-            self.passthrough_stream = self._passthrough_stream
 
     # --- lifetime -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -90,8 +90,7 @@ class ReplicaPool:
 
     async def _start(self, replica: Replica) -> None:
         engine = replica.engine
-        if hasattr(engine, "start"):
-            await engine.start()
+        await engine.start()
         if not self.model:
             self.model = engine.model
         elif engine.model != self.model:
@@ -247,16 +246,31 @@ class ReplicaPool:
         """One call on any replica (no affinity: requests should use a `Lease`)."""
         return await self._any(lambda e: e.generate(prompt_ids, max_tokens, sampling, request_id))
 
-    async def _passthrough(self, path: str, body: dict[str, Any]) -> Any:
-        """Controller `none`: the request as is to the least-loaded replica (the next one if it is down)."""
-        lease, result = await self.first(lambda e: e.passthrough(path, body))  # type: ignore[attr-defined]
+    async def passthrough(self, path: str, body: dict[str, Any]) -> Any:
+        """Controller `none` (``capabilities.passthrough``): the request as is to the least-loaded replica
+        (the next one if it is down)."""
+        lease, result = await self.first(lambda e: _passing(e).passthrough(path, body))
         lease.release()
         return result
 
-    async def _passthrough_stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
+    async def passthrough_stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
         """The first replica that accepts the request streams it; a replica dying mid-stream ends it."""
-        lease, stream = await self.first(lambda e: e.passthrough_stream(path, body))  # type: ignore[attr-defined]
+        lease, stream = await self.first(lambda e: _passing(e).passthrough_stream(path, body))
         return _released(stream, lease)
+
+
+def _common(declared: Iterable[Capabilities]) -> Capabilities:
+    """What every one of `declared` offers (a KV block size only when they all agree on it)."""
+    caps = list(declared)
+    blocks = {c.kv_block_size for c in caps}
+    return Capabilities(passthrough=all(c.passthrough for c in caps), abort_by_id=all(c.abort_by_id for c in caps),
+                        kv_block_size=blocks.pop() if len(blocks) == 1 else None)
+
+
+def _passing(engine: TokenEngine) -> Passthrough:
+    if not engine.capabilities.passthrough:
+        raise EngineError(f"engine {engine.name} at {engine.url} does not pass OpenAI requests through")
+    return engine  # type: ignore[return-value]  # declared by its capabilities
 
 
 async def _released(stream: AsyncIterator[bytes], lease: Lease) -> AsyncIterator[bytes]:
@@ -291,6 +305,13 @@ class Lease:
     @property
     def url(self) -> str:
         return self.replica.url
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.pool.capabilities
+
+    async def start(self) -> None:
+        """Nothing to start: the pool started the replica before leasing it."""
 
     def release(self) -> None:
         if not self.released:

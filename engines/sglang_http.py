@@ -35,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from .base import GenerateResult, Sampling
+from .base import Capabilities, GenerateResult, Sampling
 from .errors import EngineError, EngineGarbage, EngineRejected, EngineTimeout
 from .http_common import HTTPEngine, token_list
 
@@ -48,6 +48,7 @@ class SGLangHTTPEngine(HTTPEngine):
     """An SGLang server (``python -m sglang.launch_server``) at `url`, e.g. ``http://127.0.0.1:30000``."""
 
     name = "sglang"
+    capabilities = Capabilities(passthrough=True, abort_by_id=True)
 
     def __init__(self, url: str, model: str | None = None, *, timeout_s: float = 120.0,
                  connect_timeout_s: float = 5.0, max_connections: int = 256,

@@ -11,7 +11,7 @@ import asyncio
 import os
 from typing import Any
 
-from .base import GenerateResult, Sampling
+from .base import Capabilities, GenerateResult, Sampling
 from .errors import EngineDown, EngineError, EngineRejected
 
 __all__ = ["VLLMInprocEngine"]
@@ -21,6 +21,7 @@ class VLLMInprocEngine:
     """`AsyncLLM` for `model` (a directory or model id); extra engine arguments via `engine_args`."""
 
     name = "vllm-inproc"
+    url = None
 
     def __init__(self, model: str, *, served_name: str | None = None, **engine_args: Any) -> None:
         self.model_path = model
@@ -28,10 +29,13 @@ class VLLMInprocEngine:
         defaults = {"enforce_eager": True, "kv_cache_memory_bytes": 256 * 2**20, "block_size": 32,
                     "enable_prefix_caching": True}
         self.engine_args = {**defaults, **engine_args}
+        self.capabilities = Capabilities(abort_by_id=True, kv_block_size=self.engine_args.get("block_size"))
         self.engine: Any = None
         self._tokenizer: Any = None
 
     async def start(self) -> None:
+        if self.engine is not None:
+            return
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
         try:

@@ -74,15 +74,6 @@ def branch_row(view: BranchView, decoded: int) -> dict[str, Any] | None:
             "complete": bool(view.finished), "pruned": bool(view.pruned), "revealed_depths": sorted(at)}
 
 
-def _decoded_tokens(backend: Any, view: BranchView) -> int:
-    """Tokens the branch generated, probes excluded."""
-    tokens = getattr(backend, "tokens", None)
-    if isinstance(tokens, dict):  # TokenBranchBackend keeps each branch's generated ids
-        return len(tokens.get(view.id, ()))
-    reveals = len(view.answers) - (1 if view.finished else 0)  # replay: κ_probe per revealed probe
-    return max(0, view.tokens - int(getattr(backend, "kappa", 0)) * reveals)
-
-
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
 
@@ -157,17 +148,17 @@ class TrafficCapture:
             meta = {"model": job.model, "dataset": f"capture-seg{seg}", "segment_tokens": seg, "engine": self.engine,
                     "probe_suffix": self.probe_suffix, "redacted": self.redact}
             for i, (outcome, backend) in enumerate(zip(outcomes, job.backends, strict=True)):
-                sampling = getattr(backend, "sampling", None)
+                sampling = backend.sampling
                 common = {"question": question, "prompt_sha256": key, "completion_id": job.rid, "choice": i,
                           "seed": job.seeds[i], "created": created, "controller": sel.name,
                           "spec": job.controller.spec if sel.controller else "none",
                           "controller_version": sel.version, "arm": sel.arm, "engine": self.engine,
                           "answer": outcome.answer, "fallback": job.fallbacks.get(i),
-                          "temperature": getattr(sampling, "temperature", None),
-                          "top_p": getattr(sampling, "top_p", None)}
+                          "temperature": sampling.temperature if sampling else None,
+                          "top_p": sampling.top_p if sampling else None}
                 rows = []
                 for view in outcome.obs.branches:
-                    row = branch_row(view, _decoded_tokens(backend, view))
+                    row = branch_row(view, backend.decoded_tokens(view))
                     if row is not None:
                         rows.append({**common, **row})
                 if rows:

@@ -120,8 +120,8 @@ class _Runner:
         self.controller, self.backend, self.machine, self.caps = controller, backend, machine, caps
         self.progress = progress
         self._last_progress = 0.0
-        if backend.gate_budget and caps.token_budget is not None and hasattr(backend, "token_budget"):
-            backend.token_budget = caps.token_budget  # type: ignore[attr-defined]
+        if caps.token_budget is not None:
+            backend.cap_tokens(caps.token_budget)
         if progress is not None and backend.concurrent:  # replay rounds are instant: report per round only
             backend.on_call = self._in_flight
 

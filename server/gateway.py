@@ -123,8 +123,7 @@ class Gateway:
         async with self._ready_lock:
             if self._ready or self.engine is None:
                 return
-            if hasattr(self.engine, "start"):
-                await self.engine.start()
+            await self.engine.start()
             suffix = self.config.probe_suffix
             self.suffix_ids = await self.engine.tokenize_text(suffix) if suffix else []
             self._ready = True
@@ -137,7 +136,7 @@ class Gateway:
 
     @property
     def passthrough(self) -> bool:
-        return self.engine is not None and hasattr(self.engine, "passthrough")
+        return self.engine is not None and self.engine.capabilities.passthrough
 
     @property
     def selector(self) -> ControllerSelector:
@@ -148,7 +147,7 @@ class Gateway:
         if self.catalog is not None:
             names = sorted(self.catalog.index)
         else:
-            names = [self.config.public_model or getattr(self.engine, "model", "") or "model"]
+            names = [self.config.public_model or (self.engine.model if self.engine else "") or "model"]
         return names + sorted(self.selector.aliases)
 
     # --- per request -----------------------------------------------------------------------

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 from autotts.controllers.errors import AutoTTSError
+from autotts.engines.base import Passthrough
 from autotts.engines.errors import EngineError
 from autotts.engines.pool import ReplicaPool
 from fastapi import APIRouter, Request
@@ -122,17 +123,19 @@ async def _disconnected(request: Request) -> None:
 
 async def _passthrough(gateway: Gateway, kind: str, body: Any, model: str | None) -> Response:
     """Controller `none` on an HTTP engine: the request goes to the engine unchanged (minus `tts`)."""
-    engine: Any = gateway.engine
+    engine = gateway.engine
+    assert engine is not None and engine.capabilities.passthrough
+    forward = cast(Passthrough, engine)  # what the capability declares
     payload = body.model_dump(exclude={"tts"}, exclude_none=True)
     payload["model"] = engine.model
     path = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
     labels = {"controller": "none", "controller_version": "-", "arm": "none", "model": model or engine.model}
     start = time.perf_counter()
     if body.stream:
-        stream = await engine.passthrough_stream(path, payload)
+        stream = await forward.passthrough_stream(path, payload)
         gateway.metrics.request(labels, 200, time.perf_counter() - start)
         return StreamingResponse(_ended_on_error(stream), media_type="text/event-stream")
-    data = await engine.passthrough(path, payload)
+    data = await forward.passthrough(path, payload)
     usage = data.get("usage") or {} if isinstance(data, dict) else {}
     for token_kind, key in (("prompt", "prompt_tokens"), ("decode", "completion_tokens")):
         gateway.metrics.tokens.labels(**labels, kind=token_kind).inc(int(usage.get(key) or 0))

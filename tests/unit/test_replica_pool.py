@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("fastapi", reason="needs the serve extra: pip install 'autotts[serve]'")
 
 import httpx
-from autotts.engines.base import Sampling
+from autotts.engines.base import Capabilities, Sampling
 from autotts.engines.errors import EngineDown
 from autotts.engines.fake import FakeEngine
 from autotts.engines.pool import ReplicaMismatch, ReplicaPool
@@ -30,9 +30,10 @@ from autotts.server.protocol import ChatCompletionRequest
 class FakeReplica(FakeEngine):
     """A fake engine server at `url`: `down` refuses every call; `fail_after` generate calls, it dies."""
 
+    capabilities = Capabilities(passthrough=True)
+
     def __init__(self, url: str, *, fail_after: int | None = None, **kw) -> None:
-        super().__init__(**kw)
-        self.url = url
+        super().__init__(url=url, **kw)
         self.down = False
         self.fail_after = fail_after
         self.health_checks = 0
