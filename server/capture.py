@@ -35,7 +35,7 @@ from autotts.controllers.observation import BranchView
 if TYPE_CHECKING:
     from .config import GatewayConfig
     from .executor import EpisodeOutcome
-    from .gateway import Job
+    from .jobs import Job
     from .metrics import GatewayMetrics
 
 __all__ = ["TrafficCapture", "branch_row", "prompt_key"]

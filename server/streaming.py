@@ -17,14 +17,17 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autotts.controllers.errors import AutoTTSError
 
 from .errors import error_body
-from .gateway import Gateway, Job
 from .protocol import chat_chunk, completion_chunk
 from .summary import episode_tts, summary
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+    from .jobs import Job
 
 __all__ = ["DONE", "episode_stream", "sse"]
 
