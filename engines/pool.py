@@ -57,7 +57,27 @@ class Replica:
                 "failures": self.failures, **({"reason": self.reason} if not self.healthy else {})}
 
 
-class ReplicaPool:
+class _TokenCalls:
+    """The token calls of `TokenEngine`, each made through `run(call)` on a replica the subclass picks."""
+
+    async def run(self, call: Callable[[TokenEngine], Awaitable[T]]) -> T:
+        raise NotImplementedError
+
+    async def tokenize_chat(self, messages: list[dict[str, Any]], **template_kwargs: Any) -> list[int]:
+        return await self.run(lambda e: e.tokenize_chat(messages, **template_kwargs))
+
+    async def tokenize_text(self, text: str) -> list[int]:
+        return await self.run(lambda e: e.tokenize_text(text))
+
+    async def detokenize(self, token_ids: list[int]) -> str:
+        return await self.run(lambda e: e.detokenize(token_ids))
+
+    async def generate(self, prompt_ids: list[int], max_tokens: int, sampling: Sampling,
+                       request_id: str) -> GenerateResult:
+        return await self.run(lambda e: e.generate(prompt_ids, max_tokens, sampling, request_id))
+
+
+class ReplicaPool(_TokenCalls):
     """Replicas of one engine (same model) as one `TokenEngine`, with per-request leases."""
 
     def __init__(self, engines: list[TokenEngine], *, health_interval_s: float = 5.0,
@@ -227,24 +247,11 @@ class ReplicaPool:
                 lease.release()
                 raise
 
-    async def _any(self, call: Callable[[TokenEngine], Awaitable[T]]) -> T:
+    async def run(self, call: Callable[[TokenEngine], Awaitable[T]]) -> T:
+        """`call(engine)` on any healthy replica (no affinity: requests should use a `Lease`)."""
         lease, result = await self.first(call, request=False)
         lease.release()
         return result
-
-    async def tokenize_chat(self, messages: list[dict[str, Any]], **template_kwargs: Any) -> list[int]:
-        return await self._any(lambda e: e.tokenize_chat(messages, **template_kwargs))
-
-    async def tokenize_text(self, text: str) -> list[int]:
-        return await self._any(lambda e: e.tokenize_text(text))
-
-    async def detokenize(self, token_ids: list[int]) -> str:
-        return await self._any(lambda e: e.detokenize(token_ids))
-
-    async def generate(self, prompt_ids: list[int], max_tokens: int, sampling: Sampling,
-                       request_id: str) -> GenerateResult:
-        """One call on any replica (no affinity: requests should use a `Lease`)."""
-        return await self._any(lambda e: e.generate(prompt_ids, max_tokens, sampling, request_id))
 
     async def passthrough(self, path: str, body: dict[str, Any]) -> Any:
         """Controller `none` (``capabilities.passthrough``): the request as is to the least-loaded replica
@@ -287,7 +294,7 @@ async def _released(stream: AsyncIterator[bytes], lease: Lease) -> AsyncIterator
 
 
 @dataclass(eq=False)
-class Lease:
+class Lease(_TokenCalls):
     """A `TokenEngine` pinned to one replica for one request; `release()` once it is done."""
 
     pool: ReplicaPool
@@ -327,19 +334,6 @@ class Lease:
             if exc.replica == self.replica.url:
                 raise
             raise EngineDown(str(exc), replica=self.replica.url) from exc
-
-    async def tokenize_chat(self, messages: list[dict[str, Any]], **template_kwargs: Any) -> list[int]:
-        return await self.run(lambda e: e.tokenize_chat(messages, **template_kwargs))
-
-    async def tokenize_text(self, text: str) -> list[int]:
-        return await self.run(lambda e: e.tokenize_text(text))
-
-    async def detokenize(self, token_ids: list[int]) -> str:
-        return await self.run(lambda e: e.detokenize(token_ids))
-
-    async def generate(self, prompt_ids: list[int], max_tokens: int, sampling: Sampling,
-                       request_id: str) -> GenerateResult:
-        return await self.run(lambda e: e.generate(prompt_ids, max_tokens, sampling, request_id))
 
     async def health(self) -> bool:
         return await self.replica.engine.health()
