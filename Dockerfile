@@ -15,6 +15,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends libseccomp2 && 
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY controllers/ controllers/
+COPY engines/ engines/
 COPY offline/ offline/
 COPY discovery/ discovery/
 COPY server/ server/

@@ -83,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _engine(args: argparse.Namespace):
+    from autotts.engines.factory import make_engine
     from autotts.server.config import GatewayConfig
-    from autotts.server.engines.factory import make_engine
 
     cfg = GatewayConfig(engine=args.engine, engine_url=args.engine_url, model=args.model,
                         engine_timeout_s=args.engine_timeout)
@@ -102,12 +102,11 @@ async def _run(args: argparse.Namespace) -> None:
     questions = read_questions(args.questions, limit=args.limit)
     engine = _engine(args)
     try:
-        if hasattr(engine, "start"):
-            try:
-                await engine.start()
-            except Exception as exc:
-                raise CollectError(f"engine {args.engine} ({args.engine_url or args.model}) did not start: "
-                                   f"{type(exc).__name__}: {exc}") from exc
+        try:
+            await engine.start()
+        except Exception as exc:
+            raise CollectError(f"engine {args.engine} ({args.engine_url or args.model}) did not start: "
+                               f"{type(exc).__name__}: {exc}") from exc
         model = args.model_name or Path(str(args.model or engine.model).rstrip("/")).name or engine.model
         settings = CollectSettings(
             model=model, dataset=args.dataset or Path(args.questions).name.split(".")[0], n=args.n,

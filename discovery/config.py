@@ -9,19 +9,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from autotts.controllers.errors import AutoTTSError
 from autotts.sandbox import Limits
 
+from .errors import DiscoverConfigError
 from .explorers.accounting import DEFAULT_MODELS, Pricing
 from .explorers.base import Explorer
 
 __all__ = ["DiscoverConfig", "DiscoverConfigError", "build_explorer"]
 
 EXPLORERS = ("local", "anthropic", "openai")
-
-
-class DiscoverConfigError(AutoTTSError):
-    """A discovery setting is not acceptable."""
 
 
 @dataclass

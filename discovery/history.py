@@ -22,13 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from autotts.controllers.atomic import write_text_atomic
-from autotts.controllers.errors import AutoTTSError
+
+from .errors import RunDirError
 
 __all__ = ["History", "RunDirError", "source_key"]
-
-
-class RunDirError(AutoTTSError):
-    """The run directory cannot be created, read or resumed."""
 
 
 def source_key(source: str) -> str:

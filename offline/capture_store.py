@@ -3,7 +3,7 @@
 The gateway (server/capture.py) writes served episodes under ``CAPTURE_DIR/<model>/seg<Δ>/``: rotated
 ``capture-*.parquet`` files (one row per branch of a captured episode) and ``labels-*.jsonl`` files
 (one line per ``POST /v1/feedback`` label of a captured completion). Each Parquet file has the replay
-store schema (offline/store.py) plus capture columns, so it loads alone with `load_store` (without
+store schema (offline/replay_store.py) plus capture columns, so it loads alone with `load_store` (without
 golds: labels arrive later). `load_capture(leaf)` merges one leaf directory into one `ReplayStore`:
 
 * rows of every file, grouped into questions by prompt (its text, or its hash when redacted), so a
@@ -26,7 +26,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .store import FORMAT_VERSION, ReplayStore, StoreError
+from .errors import StoreError
+from .replay_store import FORMAT_VERSION, META_KEY, ReplayStore
 
 __all__ = ["CAPTURE_PREFIX", "LABELS_PREFIX", "capture_leaves", "capture_table", "is_capture_leaf",
            "load_capture", "read_labels"]
@@ -34,7 +35,6 @@ __all__ = ["CAPTURE_PREFIX", "LABELS_PREFIX", "capture_leaves", "capture_table",
 CAPTURE_PREFIX = "capture-"
 LABELS_PREFIX = "labels-"
 NO_ANSWER = "ERR"
-_META_KEY = b"autotts"
 _STORE_COLUMNS = ("question_id", "question", "gold_answer", "branch", "probe_answers", "branch_tokens",
                   "final_answer")
 # capture columns beyond the store schema, with their Arrow types (built lazily: pyarrow is imported on use)
@@ -97,7 +97,7 @@ def capture_table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> Any:
     for name, kind in _CAPTURE_COLUMNS:
         columns[name] = pa.array([r.get(name) for r in rows], _arrow_type(kind))
     full = {"format": FORMAT_VERSION, "source": "capture", **meta}
-    return pa.table(columns).replace_schema_metadata({_META_KEY: json.dumps(full).encode()})
+    return pa.table(columns).replace_schema_metadata({META_KEY: json.dumps(full).encode()})
 
 
 def read_labels(leaf: Path) -> dict[str, dict[str, Any]]:
@@ -128,15 +128,15 @@ def _read_file(path: Path) -> tuple[Any, dict[str, Any]]:
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as exc:
-        raise StoreError(f"{path}: not a readable capture file ({' '.join(str(exc).split())})") from None
+        raise StoreError(f"{path}: not a readable capture file ({' '.join(str(exc).split())})") from exc
     need = (*_STORE_COLUMNS, "completion_id", "prompt_sha256", "complete")
     missing = [c for c in need if c not in table.column_names]
     if missing:
         raise StoreError(f"{path}: missing capture column(s) {', '.join(missing)}")
     try:
-        meta = json.loads((table.schema.metadata or {}).get(_META_KEY) or b"{}")
-    except ValueError:
-        raise StoreError(f"{path}: metadata key 'autotts' is not valid JSON") from None
+        meta = json.loads((table.schema.metadata or {}).get(META_KEY) or b"{}")
+    except ValueError as exc:
+        raise StoreError(f"{path}: metadata key 'autotts' is not valid JSON") from exc
     seg = meta.get("segment_tokens")
     if not isinstance(seg, int) or seg <= 0:
         raise StoreError(f"{path}: metadata field segment_tokens must be a positive int, got {seg!r}")

@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from autotts.controllers.atomic import write_text_atomic
-from autotts.controllers.errors import AutoTTSError
-from autotts.server.backends import Ledger, TokenBranchBackend
-from autotts.server.engines.base import Sampling, TokenEngine
+from autotts.engines.backends import Ledger, TokenBranchBackend
+from autotts.engines.base import Sampling, TokenEngine
 
+from .errors import CollectError
 from .questions import QuestionItem
 from .store import ReplayStore, StoreError, load_store
 
@@ -41,10 +41,6 @@ __all__ = ["CollectError", "CollectResult", "CollectSettings", "UsageLedger", "c
 
 USAGE_KEYS = ("prompt_tokens", "cached_tokens", "decode_tokens", "probe_tokens", "decode_calls", "probe_calls",
               "probe_prompt_tokens", "probe_cached_tokens")
-
-
-class CollectError(AutoTTSError):
-    """Collection cannot start, cannot resume, or an engine call failed (finished questions are kept)."""
 
 
 @dataclass(frozen=True)

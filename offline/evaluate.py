@@ -22,14 +22,13 @@ from autotts.controllers.registry import load
 from .env import ReplayEnv
 from .episode import EpisodeResult, run_episode
 from .importer import find_data_files
+from .loaded_stores import STORES as _STORES  # filled before forking; workers inherit it
 from .sandboxed import SandboxOptions, artifact_spec, close_workers, run_sandboxed, sandboxed_controller
 from .store import ReplayStore, load_store
 
 __all__ = ["CellResult", "EvalOptions", "bundled_data_dir", "evaluate", "resolve_stores"]
 
 log = logging.getLogger(__name__)
-
-_STORES: dict[str, ReplayStore] = {}  # filled in the parent before forking; workers inherit it
 
 
 def bundled_data_dir() -> Path:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .capture_store import capture_leaves
-from .store import ReplayStore, StoreError
+from .errors import StoreError
+from .replay_store import ReplayStore
 
 __all__ = ["find_data_files", "read_public_json", "split_model_dataset"]
 

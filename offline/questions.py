@@ -25,17 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autotts.controllers.errors import AutoTTSError
+from .errors import QuestionsError
 
 __all__ = ["QuestionItem", "QuestionsError", "read_questions", "row_to_item"]
 
 QUESTION_KEYS = ("question", "problem", "Problem", "Question")
 ANSWER_KEYS = ("gold_answer", "answer", "Answer", "final_answer")
 SOLUTION_KEYS = ("solution", "Solution")
-
-
-class QuestionsError(AutoTTSError):
-    """A question file is missing, unreadable or has a row without a usable question."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +64,7 @@ def _gold(row: dict[str, Any], where: str) -> str | None:
     for key in SOLUTION_KEYS:
         value = row.get(key)
         if isinstance(value, str):
-            from autotts.server.answers import final_answer
+            from autotts.engines.answers import final_answer
 
             return final_answer(value)
     return None

@@ -1,6 +1,6 @@
 """Running evaluation chunks as Ray tasks, for `autotts eval --ray [ADDRESS]`.
 
-The local process pool hands stores to forked workers through a module global; Ray workers are
+The local process pool hands stores to forked workers through offline/loaded_stores.py; Ray workers are
 separate processes (possibly on other machines) that inherit nothing, so every store is put in
 Ray's object store once and each worker fetches it once, by reference (numpy arrays zero-copy).
 Each task then runs the very same chunk function as the local pool, which is why the results are
@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from autotts.controllers.errors import AutoTTSError
-
+from .errors import RayUnavailableError
+from .loaded_stores import STORES
 from .store import ReplayStore
 
 __all__ = ["RayUnavailableError", "ray_session", "run_chunks_on_ray"]
@@ -28,10 +28,6 @@ __all__ = ["RayUnavailableError", "ray_session", "run_chunks_on_ray"]
 log = logging.getLogger(__name__)
 
 Chunk = tuple[str, str, list[int]]  # (controller spec, store key, seeds)
-
-
-class RayUnavailableError(AutoTTSError):
-    """`--ray` was asked for but Ray is not installed or the cluster cannot be reached."""
 
 
 def _import_ray():
@@ -71,18 +67,16 @@ _HELD: dict[str, str] = {}  # in a worker: store key -> id of the object-store c
 
 
 def _task(run_chunk: Callable, spec: str, key: str, boxed: list[Any], seeds: list[int], opts: Any):
-    """Body of one Ray task: make the store visible to the chunk function, then run it.
+    """Body of one Ray task: register the store where the chunk function looks (offline/loaded_stores.py), run it.
 
     The store's reference comes boxed in a list so Ray does not fetch it for every task: a worker
     fetches each store once and keeps it (and the caches the chunk function builds on it) by key.
     """
     import ray
 
-    from . import evaluate
-
     ref = boxed[0]
-    if _HELD.get(key) != ref.hex() or key not in evaluate._STORES:
-        evaluate._STORES[key] = ray.get(ref)
+    if _HELD.get(key) != ref.hex() or key not in STORES:
+        STORES[key] = ray.get(ref)
         _HELD[key] = ref.hex()
     return run_chunk(spec, key, seeds, opts)
 

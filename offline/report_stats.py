@@ -14,17 +14,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autotts.controllers.errors import AutoTTSError
+from .errors import ReportError
 
 __all__ = ["REQUIRED_COLUMNS", "Point", "ReportError", "add_confidence", "matched_tokens", "mean_points",
            "pareto", "read_points", "savings_vs_sc", "series_of"]
 
 REQUIRED_COLUMNS = ("controller", "beta", "params", "model", "dataset", "accuracy_pct", "avg_tokens", "spec")
 MEAN = ("all", "mean")  # the (model, dataset) of points averaged over every cell
-
-
-class ReportError(AutoTTSError):
-    """An input of `autotts report` is missing or malformed."""
 
 
 @dataclass

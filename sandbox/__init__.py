@@ -8,6 +8,7 @@ here, or what is missing. Worker-side framing: `autotts.sandbox._frames` (standa
 
 from .channel import AsyncWorker, Worker
 from .errors import (
+    CandidateError,
     SandboxError,
     SandboxUnavailable,
     WorkerClosed,
@@ -26,6 +27,7 @@ __all__ = [
     "BWRAP_ENV",
     "NO_SANDBOX_FLAG",
     "AsyncWorker",
+    "CandidateError",
     "Limits",
     "SandboxError",
     "SandboxUnavailable",

@@ -2,6 +2,8 @@
 
     AutoTTSError
     └── SandboxError
+        ├── CandidateError          controller code that does not load, defines no single class, or refuses its
+        │                           parameters (`stage` says where)
         ├── SandboxUnavailable      no kernel isolation works here (the message names what is missing)
         └── WorkerError             one worker failed; it is gone afterwards (start a new one)
             ├── WorkerCrashed       exited or died by a signal (exit code, signal, stderr tail)
@@ -17,6 +19,7 @@ from __future__ import annotations
 from autotts.controllers.errors import AutoTTSError
 
 __all__ = [
+    "CandidateError",
     "SandboxError",
     "SandboxUnavailable",
     "WorkerCPULimit",
@@ -31,6 +34,15 @@ __all__ = [
 
 class SandboxError(AutoTTSError):
     """Base of the sandbox's errors."""
+
+
+class CandidateError(SandboxError):
+    """The controller code cannot be used: it does not load, defines no single controller class, or
+    its parameters are refused. `stage` says where (load, schedule, new)."""
+
+    def __init__(self, message: str, *, stage: str) -> None:
+        super().__init__(message)
+        self.stage = stage
 
 
 class SandboxUnavailable(SandboxError):

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._pyview import python_view
+from ._worker import WorkerProcess
 from .errors import SandboxUnavailable
 from .limits import Limits
 
@@ -293,12 +294,10 @@ def _last_line(exc: BaseException) -> str:
 
 def _run_probe(bwrap: str, python: str, bpf: bytes | None) -> tuple[dict, dict[str, int]]:
     """(what the probe worker saw inside, the jail's namespace ids seen from here)."""
-    from .channel import Worker  # the channel is built on this module
-
     sources = {"autotts.sandbox._probe": _HERE / "_probe.py"}
     launched = _launch_jailed(bwrap, python, sources, "autotts.sandbox._probe:main", _PROBE_LIMITS,
                               dict(ENVIRONMENT), bpf)
-    with Worker(launched, _PROBE_LIMITS) as worker:
+    with WorkerProcess(launched, _PROBE_LIMITS) as worker:
         return json.loads(worker.request(b"check")), worker.namespaces()
 
 

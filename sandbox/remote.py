@@ -38,7 +38,7 @@ from autotts.controllers.errors import AutoTTSError, ControllerSpecError, Episod
 from autotts.controllers.obs_sync import ObservationSync
 
 from .channel import Worker
-from .errors import SandboxError, WorkerCrashed, WorkerError, WorkerOutputTooLarge, WorkerTimeout
+from .errors import CandidateError, WorkerCrashed, WorkerError, WorkerOutputTooLarge, WorkerTimeout
 from .limits import Limits
 
 __all__ = ["CandidateError", "ControllerInfo", "SandboxedClass", "SandboxedController", "decode_batch",
@@ -53,15 +53,6 @@ with suppress(ImportError):  # the worker's JSON codec too, when installed: a co
     import orjson
 
     SOURCES["orjson"] = Path(orjson.__file__).resolve().parent
-
-
-class CandidateError(SandboxError):
-    """The controller code cannot be used: it does not load, defines no single controller class, or
-    its parameters are refused. `stage` says where (load, schedule, new)."""
-
-    def __init__(self, message: str, *, stage: str) -> None:
-        super().__init__(message)
-        self.stage = stage
 
 
 @dataclass(frozen=True)

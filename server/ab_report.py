@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from autotts.controllers.errors import AutoTTSError
+from autotts.offline.errors import ReportError
 
 __all__ = ["ArmStats", "Comparison", "compare", "fetch_samples", "format_report", "summarize", "wilson"]
 
@@ -27,10 +27,6 @@ _QUERIES = (("autotts_requests_total", "status"), ("autotts_tokens_total", "kind
             ("autotts_feedback_total", "correct"), ("autotts_fallbacks_total", "reason"),
             ("autotts_request_latency_seconds_sum", None), ("autotts_request_latency_seconds_count", None))
 Sample = tuple[str, dict[str, str], float]
-
-
-class ReportError(AutoTTSError):
-    """The metrics could not be read."""
 
 
 @dataclass

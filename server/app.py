@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from autotts.controllers.errors import AutoTTSError
+from autotts.engines.errors import EngineError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -25,7 +26,7 @@ from .admin_routes import router as admin_router
 from .auth import ApiKeyMiddleware
 from .body_limit import BodyLimitMiddleware
 from .config import GatewayConfig
-from .errors import EngineError, GatewayError, error_body
+from .errors import error_body, http_error
 from .gateway import Gateway
 from .routes import router
 
@@ -65,17 +66,11 @@ def _install_error_handlers(app: FastAPI, gateway: Gateway) -> None:
         gateway.record_error(status)
         return JSONResponse(body, status_code=status)
 
-    @app.exception_handler(GatewayError)
-    async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
-        if getattr(exc, "recorded", False):  # counted by Gateway.run already
-            return JSONResponse(error_body(exc), status_code=exc.status)
+    @app.exception_handler(AutoTTSError)
+    async def autotts_error(request: Request, exc: AutoTTSError) -> JSONResponse:
         if isinstance(exc, EngineError):  # e.g. the engine was down when the prompt was tokenized
             gateway.metrics.engine_errors.labels(engine=gateway.config.engine, kind=exc.kind).inc()
-        return reply(exc.status, error_body(exc))
-
-    @app.exception_handler(AutoTTSError)
-    async def sdk_error(request: Request, exc: AutoTTSError) -> JSONResponse:
-        return reply(400, error_body(str(exc)))
+        return reply(http_error(exc).status, error_body(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -96,7 +91,7 @@ def _install_error_handlers(app: FastAPI, gateway: Gateway) -> None:
         return reply(400, error_body(message, param=param, code="invalid_request"))
 
     @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    async def http_exception(request: Request, exc: HTTPException) -> JSONResponse:
         if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI's "error parsing the body": say why
             cause = " ".join(str(exc.__cause__).split())[:200]
             return reply(400, error_body(f"request body could not be parsed as JSON: {cause}",

@@ -35,7 +35,7 @@ from autotts.controllers.observation import BranchView
 if TYPE_CHECKING:
     from .config import GatewayConfig
     from .executor import EpisodeOutcome
-    from .gateway import Job
+    from .jobs import Job
     from .metrics import GatewayMetrics
 
 __all__ = ["TrafficCapture", "branch_row", "prompt_key"]
@@ -72,15 +72,6 @@ def branch_row(view: BranchView, decoded: int) -> dict[str, Any] | None:
     return {"probe_answers": [at.get(k, NO_ANSWER) for k in range(1, n + 1)], "branch_tokens": int(decoded),
             "final_answer": NO_ANSWER if final is None else final, "opened": view.id,
             "complete": bool(view.finished), "pruned": bool(view.pruned), "revealed_depths": sorted(at)}
-
-
-def _decoded_tokens(backend: Any, view: BranchView) -> int:
-    """Tokens the branch generated, probes excluded."""
-    tokens = getattr(backend, "tokens", None)
-    if isinstance(tokens, dict):  # TokenBranchBackend keeps each branch's generated ids
-        return len(tokens.get(view.id, ()))
-    reveals = len(view.answers) - (1 if view.finished else 0)  # replay: κ_probe per revealed probe
-    return max(0, view.tokens - int(getattr(backend, "kappa", 0)) * reveals)
 
 
 def _safe(name: str) -> str:
@@ -157,17 +148,17 @@ class TrafficCapture:
             meta = {"model": job.model, "dataset": f"capture-seg{seg}", "segment_tokens": seg, "engine": self.engine,
                     "probe_suffix": self.probe_suffix, "redacted": self.redact}
             for i, (outcome, backend) in enumerate(zip(outcomes, job.backends, strict=True)):
-                sampling = getattr(backend, "sampling", None)
+                sampling = backend.sampling
                 common = {"question": question, "prompt_sha256": key, "completion_id": job.rid, "choice": i,
                           "seed": job.seeds[i], "created": created, "controller": sel.name,
                           "spec": job.controller.spec if sel.controller else "none",
                           "controller_version": sel.version, "arm": sel.arm, "engine": self.engine,
                           "answer": outcome.answer, "fallback": job.fallbacks.get(i),
-                          "temperature": getattr(sampling, "temperature", None),
-                          "top_p": getattr(sampling, "top_p", None)}
+                          "temperature": sampling.temperature if sampling else None,
+                          "top_p": sampling.top_p if sampling else None}
                 rows = []
                 for view in outcome.obs.branches:
-                    row = branch_row(view, _decoded_tokens(backend, view))
+                    row = branch_row(view, backend.decoded_tokens(view))
                     if row is not None:
                         rows.append({**common, **row})
                 if rows:

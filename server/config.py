@@ -18,7 +18,7 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from autotts.controllers.errors import AutoTTSError
+from .errors import ConfigError
 
 __all__ = ["ENGINES", "ConfigError", "GatewayConfig"]
 
@@ -28,10 +28,6 @@ ADMIN_TOKEN_ENV = "AUTOTTS_ADMIN_TOKEN"  # admin_token's default (the Helm chart
 
 DEFAULT_ALIASES = {"tts-sc": "sc", "tts-asc": "asc", "tts-esc": "esc", "tts-parallel-probe": "parallel_probe",
                    "tts-cmc": "cmc:beta=0.5", "tts-none": "none"}
-
-
-class ConfigError(AutoTTSError):
-    """A gateway setting is missing or has a bad value."""
 
 
 @dataclass

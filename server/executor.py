@@ -28,12 +28,12 @@ from typing import Any
 from autotts.controllers.aggregate import vote_counts
 from autotts.controllers.base import Controller
 from autotts.controllers.episode import EpisodeMachine, Plan, Work, fallback_answer
-from autotts.controllers.errors import AutoTTSError, EpisodeError, IllegalActionError
+from autotts.controllers.errors import AutoTTSError, EpisodeError, EpisodeTimeout, IllegalActionError
 from autotts.controllers.observation import Observation
+from autotts.engines.backends import BranchBackend, Ledger
 from autotts.sandbox import WorkerError
 
-from .backends import BranchBackend, Ledger
-from .errors import ControllerFailed, EpisodeTimeout, GatewayError
+from .errors import ControllerFailed
 from .sandboxed import RemoteEpisode, ServedController
 
 __all__ = ["Caps", "EpisodeOutcome", "run_episode", "snapshot"]
@@ -96,7 +96,7 @@ def snapshot(obs: Observation, ledger: Ledger, *, in_flight: bool = False) -> di
 async def run_episode(controller: Controller, backend: BranchBackend, *, question_id: str | int, question: str,
                       caps: Caps | None = None,
                       progress: Callable[[dict[str, Any]], None] | None = None) -> EpisodeOutcome:
-    """Run `controller` to its answer on `backend`; raises GatewayError subclasses only."""
+    """Run `controller` to its answer on `backend`; raises `ControllerFailed`, `EpisodeTimeout` or engine errors."""
     caps = caps or Caps()
     available = backend.branches_available
     if caps.max_branches is not None:
@@ -130,8 +130,8 @@ class _Runner:
         self.progress = progress
         self.remote: RemoteEpisode | None = None  # the controller's sandboxed worker (served artifacts)
         self._last_progress = 0.0
-        if backend.gate_budget and caps.token_budget is not None and hasattr(backend, "token_budget"):
-            backend.token_budget = caps.token_budget  # type: ignore[attr-defined]
+        if caps.token_budget is not None:
+            backend.cap_tokens(caps.token_budget)
         if progress is not None and backend.concurrent:  # replay rounds are instant: report per round only
             backend.on_call = self._in_flight
 
@@ -199,7 +199,7 @@ class _Runner:
                 for chain in plan.chains.values():
                     group.create_task(self._chain(plan, chain))
         except BaseExceptionGroup as group_error:
-            raise _first_gateway_error(group_error) from None
+            raise _first_error(group_error) from None
 
     async def _chain(self, plan: Plan, chain: list[Work]) -> None:
         backend = self.backend
@@ -228,10 +228,10 @@ def _winner(obs: Observation, answer: str | None) -> int | None:
     return None
 
 
-def _first_gateway_error(group: BaseExceptionGroup) -> BaseException:
+def _first_error(group: BaseExceptionGroup) -> BaseException:
     for exc in group.exceptions:
         if isinstance(exc, BaseExceptionGroup):
-            return _first_gateway_error(exc)
-        if isinstance(exc, GatewayError | AutoTTSError | asyncio.CancelledError):
+            return _first_error(exc)
+        if isinstance(exc, AutoTTSError | asyncio.CancelledError):
             return exc
     return group.exceptions[0]

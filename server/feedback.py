@@ -16,17 +16,9 @@ from dataclasses import dataclass
 
 from autotts.controllers.normalize import is_correct
 
-from .errors import BadRequest, GatewayError
+from .errors import AlreadyLabelled, BadRequest, UnknownCompletion
 
 __all__ = ["AlreadyLabelled", "CompletionRecord", "FeedbackStore", "UnknownCompletion"]
-
-
-class UnknownCompletion(GatewayError):
-    status, type, code = 404, "invalid_request_error", "completion_not_found"
-
-
-class AlreadyLabelled(GatewayError):
-    status, type, code = 409, "invalid_request_error", "already_labelled"
 
 
 @dataclass

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 __all__ = ["ChatCompletionRequest", "CompletionRequest", "FeedbackRequest", "TTSOptions", "chat_chunk", "chat_response",
-           "completion_chunk", "completion_response", "new_id", "usage_dict"]
+           "completion_chunk", "completion_response", "model_list", "new_id", "usage_dict"]
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -146,6 +146,12 @@ def new_id(prefix: str) -> str:
 def usage_dict(prompt: int, completion: int, cached: int) -> dict[str, Any]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
             "prompt_tokens_details": {"cached_tokens": cached}}
+
+
+def model_list(names: list[str], created: int) -> dict[str, Any]:
+    """The body of ``GET /v1/models``."""
+    return {"object": "list", "data": [{"id": name, "object": "model", "created": created, "owned_by": "autotts"}
+                                       for name in names]}
 
 
 def chat_response(rid: str, model: str, answers: list[tuple[str | None, str | None, str]],

@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from autotts.controllers.episode import Recorded, Unit, recorded_probe, recorded_units
+from autotts.controllers.observation import BranchView
+from autotts.engines.backends import Ledger
 from autotts.offline.env import recorded_branch
 from autotts.offline.store import ReplayStore, load_store
 
-from .backends import Ledger
 from .errors import BadRequest, ModelNotFound, UnknownQuestion
 
 __all__ = ["ReplayBranchBackend", "ReplayCatalog", "bundled_stores", "estimate_tokens"]
@@ -80,8 +81,8 @@ class ReplayCatalog:
 class ReplayBranchBackend:
     """One (store, question, seed) episode's branches, decoded from the recorded trajectories."""
 
-    gate_budget = False  # replayed tokens cost nothing: budget rules are applied exactly at apply time
     concurrent = False  # every call returns at once; tests wrap it with delays to exercise concurrency
+    sampling = None  # nothing is sampled: the seed picks the recorded branches' order
 
     def __init__(self, store: ReplayStore, question: int, seed: int, *, prompt_tokens: int,
                  kappa_probe: int = 0, max_branches: int | None = None) -> None:
@@ -94,6 +95,9 @@ class ReplayBranchBackend:
         self.on_call: Callable[[], None] | None = None
         self._tracks: dict[int, Recorded] = {}
         self._depth: dict[int, int] = {}
+
+    def cap_tokens(self, budget: int) -> None:
+        """Nothing to gate: replayed tokens cost nothing, the machine applies the budget exactly."""
 
     def open(self, branch: int) -> None:
         self._tracks[branch] = recorded_branch(self.store, self.question, self.seed, branch)
@@ -124,3 +128,8 @@ class ReplayBranchBackend:
         return (f"[replay] {self.store.model}/{self.store.dataset} question {self.question}, recorded branch "
                 f"{branch} of seed {self.seed}: {tokens} tokens, {len(probes)} probes, final answer {final!r}. "
                 "Replay stores keep answers and token counts, not the reasoning text.")
+
+    def decoded_tokens(self, view: BranchView) -> int:
+        """The recorded tokens read so far: the branch's cost minus κ_probe per revealed probe."""
+        reveals = len(view.answers) - (1 if view.finished else 0)
+        return max(0, view.tokens - self.kappa * reveals)

@@ -17,12 +17,17 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import GatewayError, error_body
-from .gateway import Gateway, Job
+from autotts.controllers.errors import AutoTTSError
+
+from .errors import error_body
 from .protocol import chat_chunk, completion_chunk
 from .summary import episode_tts, summary
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+    from .jobs import Job
 
 __all__ = ["DONE", "episode_stream", "sse"]
 
@@ -62,7 +67,7 @@ async def episode_stream(gateway: Gateway, job: Job) -> AsyncIterator[str]:
         while (item := await queue.get()) is not None:
             yield chunk(item[0], tts={"progress": item[1]})
         outcomes = task.result()
-    except GatewayError as exc:
+    except AutoTTSError as exc:
         yield sse(error_body(exc))
         yield DONE
         return

@@ -1,6 +1,6 @@
 """The response pieces of a finished job: choices, OpenAI `usage`, and the `tts` object per episode.
 
-Kept apart from `Gateway` because both response paths (one JSON body in routes.py, the final chunks
+Kept apart from `Gateway` because both response paths (one JSON body in serving.py, the final chunks
 in streaming.py) build the same pieces from a job and its outcomes, and nothing here has state.
 """
 
@@ -12,7 +12,7 @@ from .executor import EpisodeOutcome
 from .protocol import usage_dict
 
 if TYPE_CHECKING:
-    from .gateway import Job
+    from .jobs import Job
 
 __all__ = ["episode_tts", "summary"]
 

@@ -11,13 +11,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from autotts.controllers.errors import AutoTTSError
+from ..errors import ExplorerError
 
 __all__ = ["Explorer", "ExplorerError", "Session"]
-
-
-class ExplorerError(AutoTTSError):
-    """An explorer cannot continue (bad key, unreachable endpoint, malformed replies...)."""
 
 
 class Session(ABC):

@@ -19,11 +19,11 @@ from collections import Counter
 import pyarrow.parquet as pq
 import pytest
 from autotts.cli.main import main
+from autotts.engines.errors import EngineDown
+from autotts.engines.vllm_http import VLLMHTTPEngine
 from autotts.offline.collect import CollectError, CollectSettings, collect
 from autotts.offline.questions import read_questions
 from autotts.offline.store import load_store
-from autotts.server.engines.vllm_http import VLLMHTTPEngine
-from autotts.server.errors import EngineDown
 
 from tests.conftest import vllm_metrics
 

@@ -25,13 +25,13 @@ import httpx
 import pyarrow.parquet as pq
 from autotts.cli.main import main
 from autotts.controllers.registry import load
+from autotts.engines.fake import FakeEngine
 from autotts.offline.check import _episode_log
 from autotts.offline.env import ReplayEnv
 from autotts.offline.evaluate import bundled_data_dir
 from autotts.offline.store import load_store
 from autotts.server.app import build_app
 from autotts.server.config import GatewayConfig
-from autotts.server.engines.fake import FakeEngine
 from autotts.server.gateway import Gateway
 
 pytestmark = pytest.mark.timeout(900)

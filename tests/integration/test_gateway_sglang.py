@@ -20,11 +20,11 @@ pytest.importorskip("fastapi", reason="needs the serve extra: pip install 'autot
 openai = pytest.importorskip("openai", reason="needs the openai client (dev extra)")
 
 import httpx  # noqa: E402
+from autotts.engines.factory import make_engine  # noqa: E402
+from autotts.engines.sglang_http import SGLangHTTPEngine  # noqa: E402
 from autotts.server.app import build_app  # noqa: E402
 from autotts.server.background import BackgroundServer  # noqa: E402
 from autotts.server.config import GatewayConfig  # noqa: E402
-from autotts.server.engines.factory import make_engine  # noqa: E402
-from autotts.server.engines.sglang_http import SGLangHTTPEngine  # noqa: E402
 
 from tests.unit.sglang_fake import FakeSGLang, chat_prompt, encode  # noqa: E402
 

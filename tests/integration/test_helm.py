@@ -164,8 +164,8 @@ def test_sglang_engine_renders_its_own_server(rendered) -> None:
 
 def test_sglang_gateway_config_builds_the_sglang_adapter_for_the_engine_service(rendered, tmp_path) -> None:
     pytest.importorskip("httpx", reason="needs the serve extra")
-    from autotts.server.engines.factory import make_engine
-    from autotts.server.engines.sglang_http import SGLangHTTPEngine
+    from autotts.engines.factory import make_engine
+    from autotts.engines.sglang_http import SGLangHTTPEngine
 
     docs = rendered["sglang"]
     path = tmp_path / "gateway.yaml"
@@ -197,7 +197,7 @@ def test_several_engine_replicas_are_each_named_in_the_gateway_config(rendered, 
     path = tmp_path / "gateway.yaml"
     path.write_text(yaml.safe_dump(config))
     pytest.importorskip("httpx", reason="needs the serve extra")
-    from autotts.server.engines.factory import make_engine
+    from autotts.engines.factory import make_engine
 
     pool = make_engine(GatewayConfig.load(path, env={}))
     assert [replica.url for replica in pool.replicas] == expected
@@ -246,7 +246,7 @@ def test_the_gateway_pod_can_start_the_artifact_sandbox() -> None:
 def test_controller_artifacts_are_mounted_loaded_and_hot_reloaded_not_rolled(tmp_path) -> None:
     pytest.importorskip("fastapi", reason="needs the serve extra")
     from autotts.controllers.artifact import save_artifact
-    from autotts.server.lifecycle import build_set
+    from autotts.server.controller_set import build_set
 
     source = ("from autotts.controllers.builtins.sc import SelfConsistency\n\n"
               "class Tuned(SelfConsistency):\n    name = 'tuned'\n    version = 3\n")

@@ -20,12 +20,12 @@ pytest.importorskip("fastapi", reason="needs the serve extra: pip install 'autot
 
 import httpx
 from autotts.controllers import Branch, Continue, GeneratorController, Probe, Prune
+from autotts.engines.backends import TokenBranchBackend
+from autotts.engines.base import Sampling
+from autotts.engines.vllm_http import VLLMHTTPEngine
 from autotts.server.app import build_app
-from autotts.server.backends import TokenBranchBackend
 from autotts.server.background import BackgroundServer
 from autotts.server.config import GatewayConfig
-from autotts.server.engines.base import Sampling
-from autotts.server.engines.vllm_http import VLLMHTTPEngine
 from autotts.server.executor import run_episode
 
 from tests.conftest import vllm_metrics

@@ -16,9 +16,9 @@ from tests.conftest import require_modules
 require_modules("vllm", "fastapi", reason="pip install 'autotts[vllm,serve]' (see scripts/install-dev.sh)")
 
 import httpx  # noqa: E402
+from autotts.engines.base import Sampling  # noqa: E402
 from autotts.server.app import build_app  # noqa: E402
 from autotts.server.config import GatewayConfig  # noqa: E402
-from autotts.server.engines.base import Sampling  # noqa: E402
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -18,15 +18,15 @@ import pyarrow.parquet as pq
 import pytest
 from autotts.cli.main import main
 from autotts.controllers import load
+from autotts.engines.backends import TokenBranchBackend
+from autotts.engines.base import Sampling
+from autotts.engines.errors import EngineDown
+from autotts.engines.fake import FakeEngine
 from autotts.offline.collect import CollectError, CollectSettings, collect, parts_dir
 from autotts.offline.env import ReplayEnv
 from autotts.offline.episode import run_episode as replay_episode
 from autotts.offline.questions import QuestionItem, QuestionsError, read_questions
 from autotts.offline.store import load_store
-from autotts.server.backends import TokenBranchBackend
-from autotts.server.engines.base import Sampling
-from autotts.server.engines.fake import FakeEngine
-from autotts.server.errors import EngineDown
 from autotts.server.executor import run_episode as live_episode
 
 from tests.helpers import store_in_opening_order

@@ -8,7 +8,8 @@ import importlib
 import pytest
 
 MODULES = ["autotts.controllers", "autotts.controllers.actions", "autotts.controllers.aggregate",
-           "autotts.controllers.confidence", "autotts.controllers.registry"]
+           "autotts.controllers.confidence", "autotts.controllers.registry", "autotts.engines.answers",
+           "autotts.engines.mock"]
 
 
 @pytest.mark.parametrize("name", MODULES)

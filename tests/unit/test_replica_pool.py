@@ -1,4 +1,4 @@
-"""Several engine replicas behind one gateway (server/engines/pool.py), on in-process fake replicas.
+"""Several engine replicas behind one gateway (engines/pool.py), on in-process fake replicas.
 
 Each fake replica is a `FakeEngine` with a URL that can be switched "down" (every call then raises
 `EngineDown`, as a refused connection does) or dies after a set number of generate calls (a server
@@ -17,12 +17,12 @@ import pytest
 pytest.importorskip("fastapi", reason="needs the serve extra: pip install 'autotts[serve]'")
 
 import httpx
+from autotts.engines.base import Capabilities, Sampling
+from autotts.engines.errors import EngineDown
+from autotts.engines.fake import FakeEngine
+from autotts.engines.pool import ReplicaMismatch, ReplicaPool
 from autotts.server.app import build_app
 from autotts.server.config import GatewayConfig
-from autotts.server.engines.base import Sampling
-from autotts.server.engines.fake import FakeEngine
-from autotts.server.engines.pool import ReplicaMismatch, ReplicaPool
-from autotts.server.errors import EngineDown
 from autotts.server.gateway import Gateway
 from autotts.server.protocol import ChatCompletionRequest
 
@@ -30,9 +30,10 @@ from autotts.server.protocol import ChatCompletionRequest
 class FakeReplica(FakeEngine):
     """A fake engine server at `url`: `down` refuses every call; `fail_after` generate calls, it dies."""
 
+    capabilities = Capabilities(passthrough=True)
+
     def __init__(self, url: str, *, fail_after: int | None = None, **kw) -> None:
-        super().__init__(**kw)
-        self.url = url
+        super().__init__(url=url, **kw)
         self.down = False
         self.fail_after = fail_after
         self.health_checks = 0
@@ -76,8 +77,8 @@ class FakeReplica(FakeEngine):
         async def stream():
             for i, chunk in enumerate(self.chunks):
                 if i and self.die_mid_stream:
-                    self.down = True
-                    raise httpx.RemoteProtocolError("peer closed connection")
+                    self.down = True  # what HTTPEngine's stream raises when the connection breaks
+                    raise EngineDown(f"connection to {self.url}{path} lost mid-stream (RemoteProtocolError)")
                 yield chunk
 
         return stream()
@@ -214,7 +215,7 @@ def test_no_healthy_replica_is_one_error_naming_them() -> None:
         pool = ReplicaPool([a, b])
         with pytest.raises(EngineDown, match="no healthy engine replica") as err:
             await pool.start()
-        assert a.url in err.value.message and b.url in err.value.message
+        assert a.url in str(err.value) and b.url in str(err.value)
         checks = a.health_checks
         with pytest.raises(EngineDown, match=r"health failed \(unreachable or not 200\)"):
             await pool.lease()  # re-checks at once (both still down), then fails
@@ -238,11 +239,12 @@ def test_passthrough_stream_moves_before_the_first_byte_never_after() -> None:
         b.die_mid_stream = True  # now b dies after its first chunk: the stream breaks, no second replica
         a.down = False
         stream = await pool.passthrough_stream("/v1/completions", {})  # b: a was taken out above
-        got = [chunk async for chunk in stream]
-        assert got[0] == b.chunks[0] and len(got) == 2 and in_flight(pool) == [0, 0]
-        events = [line for line in got[1].decode().split("\n\n") if line]
-        assert json.loads(events[0][6:])["error"]["code"] == "engine_unavailable" and events[1] == "data: [DONE]"
-        assert b.url in events[0] and not pool.replicas[1].healthy and b.calls == a.calls == []
+        got = []
+        with pytest.raises(EngineDown, match="went away mid-stream") as err:
+            async for chunk in stream:
+                got.append(chunk)
+        assert got == b.chunks[:1] and in_flight(pool) == [0, 0] and err.value.replica == b.url
+        assert not pool.replicas[1].healthy and b.calls == a.calls == []
         await pool.close()
 
     asyncio.run(go())
@@ -316,6 +318,21 @@ def test_a_replica_dying_mid_episode_reruns_the_request_whole_elsewhere(stream: 
     assert re.search(rf'autotts_engine_replica_healthy{{replica="{a.url}"}} 0\.0', metrics)
     assert health.status_code == 200 and [x["healthy"] for x in health.json()["replicas"]] == [False, True]
     assert left == [0, 0]
+
+
+def test_a_replica_dying_mid_passthrough_stream_ends_it_with_an_openai_error_event() -> None:
+    a, b = replicas()
+    a.die_mid_stream = b.die_mid_stream = True
+
+    async def go(client, pool):
+        body = {"model": "tts-none", "prompt": "hi", "max_tokens": 4, "stream": True}
+        return (await client.post("/v1/completions", json=body)).text, in_flight(pool)
+
+    text, leased = serve(go, [a, b])
+    events = [line for line in text.split("\n\n") if line.strip()]
+    assert events[0] == "data: 1" and events[-1] == "data: [DONE]" and leased == [0, 0]
+    error = json.loads(events[1][6:])["error"]
+    assert error["code"] == "engine_unavailable" and "went away mid-stream" in error["message"]
 
 
 def test_no_second_retry_and_no_replica_left_are_clean_502s() -> None:

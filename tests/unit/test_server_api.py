@@ -15,11 +15,11 @@ import pytest
 
 pytest.importorskip("fastapi", reason="needs the serve extra: pip install 'autotts[serve]'")
 
+from autotts.engines.fake import FakeEngine
 from autotts.offline.evaluate import bundled_data_dir
 from autotts.offline.store import load_store
 from autotts.server.app import build_app
 from autotts.server.config import GatewayConfig
-from autotts.server.engines.fake import FakeEngine
 from autotts.server.gateway import Gateway
 
 from tests.helpers import run_app

@@ -80,7 +80,7 @@ def test_arms_from_an_env_var_and_a_bad_arm_controller_fails_at_start_up() -> No
     assert parse_arms(cfg.arms) == [Arm("a", "sc", None, 2.0)]
     with pytest.raises(ConfigError, match=r"\$AUTOTTS_SERVE_ARMS: arms must be a list"):
         GatewayConfig.load(env={"AUTOTTS_SERVE_ARMS": "[oops"})
-    with pytest.raises(Exception, match="beta"):
+    with pytest.raises(ConfigError, match="beta"):
         call(lambda c: c.get("/health"), arms=[{"name": "a", "controller": "cmc", "beta": 9}])
 
 

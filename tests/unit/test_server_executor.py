@@ -13,14 +13,15 @@ import random
 
 import pytest
 from autotts.controllers import Answer, Branch, Continue, GeneratorController, Probe, Prune, load, majority
+from autotts.controllers.errors import EpisodeTimeout
+from autotts.engines.backends import TokenBranchBackend
+from autotts.engines.base import Sampling
+from autotts.engines.fake import FakeEngine
 from autotts.offline.env import ReplayEnv
 from autotts.offline.episode import run_episode as offline_episode
 from autotts.offline.evaluate import bundled_data_dir
 from autotts.offline.store import load_store
-from autotts.server.backends import TokenBranchBackend
-from autotts.server.engines.base import Sampling
-from autotts.server.engines.fake import FakeEngine
-from autotts.server.errors import ControllerFailed, EpisodeTimeout
+from autotts.server.errors import ControllerFailed
 from autotts.server.executor import Caps, run_episode
 from autotts.server.replay import ReplayBranchBackend
 

@@ -12,14 +12,16 @@ import pytest
 
 pytest.importorskip("prometheus_client", reason="needs the serve extra: pip install 'autotts[serve]'")
 
-from autotts.server.answers import NO_ANSWER, final_answer, probe_answer
+from autotts.controllers.errors import EpisodeTimeout
+from autotts.engines.answers import NO_ANSWER, final_answer, probe_answer
+from autotts.engines.errors import EngineTimeout
 from autotts.server.config import ConfigError, GatewayConfig
-from autotts.server.errors import EngineTimeout, UnknownQuestion, error_body
+from autotts.server.errors import BadRequest, UnknownQuestion, error_body, http_error
 from autotts.server.metrics import GatewayMetrics
 from autotts.server.selection import ControllerSelector
 
 
-@pytest.mark.parametrize("name", ["autotts.server.answers", "autotts.server.config"])
+@pytest.mark.parametrize("name", ["autotts.server.config"])
 def test_docstring_examples(name) -> None:
     failures, attempted = doctest.testmod(importlib.import_module(name))
     assert attempted > 0 and failures == 0
@@ -54,9 +56,9 @@ def test_config_errors_name_the_key_and_source(tmp_path, text, env, message) -> 
 
 
 def test_selector_rejects_bad_defaults_and_aliases_at_start() -> None:
-    with pytest.raises(Exception, match="unknown controller"):
+    with pytest.raises(BadRequest, match="unknown controller"):
         ControllerSelector("nope", {})
-    with pytest.raises(Exception, match="beta"):
+    with pytest.raises(BadRequest, match="beta"):
         ControllerSelector("sc", {"x": "cmc:beta=7"})
     selector = ControllerSelector("cmc", {"cheap": "cmc:beta=0.1"})
     first = selector.select({"controller": "cheap", "beta": 0.3}, None, None)
@@ -75,7 +77,9 @@ def test_answers() -> None:
 def test_error_body_shape() -> None:
     assert error_body(UnknownQuestion("not stored", param="messages")) == {"error": {
         "message": "not stored", "type": "invalid_request_error", "param": "messages", "code": "unknown_question"}}
-    assert EngineTimeout("slow").status == 504
+    assert error_body(EngineTimeout("slow")) == {"error": {
+        "message": "slow", "type": "engine_error", "param": None, "code": "timeout"}}
+    assert http_error(EngineTimeout("slow")).status == http_error(EpisodeTimeout("late")).status == 504
 
 
 def test_metrics_registries_are_per_app() -> None:

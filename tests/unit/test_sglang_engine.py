@@ -1,4 +1,4 @@
-"""The SGLang adapter (server/engines/sglang_http.py) against a fake SGLang server on a real socket.
+"""The SGLang adapter (engines/sglang_http.py) against a fake SGLang server on a real socket.
 
 The adapter is the real code; only the engine is the schema-following fake of tests/unit/sglang_fake.py
 (SGLang does not install on CPU-only machines). Checked: the `/generate` request it sends, the token IDs,
@@ -19,10 +19,11 @@ import pytest
 pytest.importorskip("fastapi", reason="needs the serve extra: pip install 'autotts[serve]'")
 
 import httpx
+from autotts.engines.base import Sampling, TokenEngine
+from autotts.engines.errors import EngineDown, EngineError, EngineGarbage, EngineRejected, EngineTimeout
+from autotts.engines.sglang_http import SGLangHTTPEngine
 from autotts.server.background import BackgroundServer, free_port
-from autotts.server.engines.base import Sampling, TokenEngine
-from autotts.server.engines.sglang_http import SGLangHTTPEngine
-from autotts.server.errors import EngineDown, EngineError, EngineGarbage, EngineRejected, EngineTimeout
+from autotts.server.errors import http_error
 
 from .sglang_fake import EOS, FakeSGLang, chat_prompt, encode, token_at
 
@@ -175,7 +176,7 @@ def test_engine_errors_are_mapped(fake) -> None:
         return too_long, crashed, aborted
 
     too_long, crashed, aborted = run(url, scenario)
-    assert too_long.status == 400 and type(crashed) is EngineError and crashed.status == 502
+    assert http_error(too_long).status == 400 and type(crashed) is EngineError and http_error(crashed).status == 502
     assert type(aborted) is EngineError
 
 

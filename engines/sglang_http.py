@@ -35,8 +35,8 @@ from typing import Any
 
 import httpx
 
-from ..errors import EngineError, EngineGarbage, EngineRejected
-from .base import GenerateResult, Sampling
+from .base import Capabilities, GenerateResult, Sampling
+from .errors import EngineError, EngineGarbage, EngineRejected, EngineTimeout
 from .http_common import HTTPEngine, token_list
 
 __all__ = ["SGLangHTTPEngine"]
@@ -48,6 +48,7 @@ class SGLangHTTPEngine(HTTPEngine):
     """An SGLang server (``python -m sglang.launch_server``) at `url`, e.g. ``http://127.0.0.1:30000``."""
 
     name = "sglang"
+    capabilities = Capabilities(passthrough=True, abort_by_id=True)
 
     def __init__(self, url: str, model: str | None = None, *, timeout_s: float = 120.0,
                  connect_timeout_s: float = 5.0, max_connections: int = 256,
@@ -115,7 +116,7 @@ class SGLangHTTPEngine(HTTPEngine):
         try:
             data = await self._call("POST", "/generate", body)
         except (asyncio.CancelledError, EngineError) as exc:
-            if isinstance(exc, asyncio.CancelledError) or exc.kind == "timeout":
+            if isinstance(exc, asyncio.CancelledError | EngineTimeout):
                 await self._abort(request_id)
             raise
         return self._result(data)
@@ -141,7 +142,7 @@ class SGLangHTTPEngine(HTTPEngine):
         except EngineError:
             raise
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-            raise EngineGarbage(f"{where}: unexpected response ({exc!r})") from None
+            raise EngineGarbage(f"{where}: unexpected response ({exc!r})") from exc
 
     async def _abort(self, rid: str) -> None:
         """Tell SGLang to drop `rid`; survives the caller's own cancellation, never raises."""

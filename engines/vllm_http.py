@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import EngineGarbage
 from .base import GenerateResult, Sampling
+from .errors import EngineGarbage
 from .http_common import HTTPEngine, token_list
 
 __all__ = ["VLLMHTTPEngine"]
@@ -32,7 +32,7 @@ class VLLMHTTPEngine(HTTPEngine):
             try:
                 self.model = str(data["data"][0]["id"])
             except (KeyError, IndexError, TypeError) as exc:
-                raise EngineGarbage(f"vLLM at {self.url}: /v1/models lists no model ({exc!r})") from None
+                raise EngineGarbage(f"vLLM at {self.url}: /v1/models lists no model ({exc!r})") from exc
 
     async def tokenize_chat(self, messages: list[dict[str, Any]], **template_kwargs: Any) -> list[int]:
         body: dict[str, Any] = {"model": self.model, "messages": messages, "add_generation_prompt": True}
@@ -75,7 +75,7 @@ class VLLMHTTPEngine(HTTPEngine):
                                   completion_tokens=int(usage["completion_tokens"]),
                                   cached_tokens=int(details.get("cached_tokens") or 0))
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-            raise EngineGarbage(f"{self.url}/v1/completions: unexpected response ({exc!r})") from None
+            raise EngineGarbage(f"{self.url}/v1/completions: unexpected response ({exc!r})") from exc
 
 
 def _ids(data: Any, where: str) -> list[int]:

@@ -1,15 +1,16 @@
 """Branch backends: what one controller action does to one branch, as a list of `Unit`s.
 
-The executor drives a *branch backend*, not an engine: `open(b)`, `decode(b, segments, probe)`,
-`probe(b)`. Each call returns the `Unit`s it produced (one per decoded segment or probe) and the
-episode machine applies them in action order, checking the token budget before each unit exactly
-as in replay (`autotts.controllers.episode`). Two backends:
+The executor drives a *branch backend*, not an engine: `BranchBackend` is its branch-level view of
+where branches run, `open(b)`, `decode(b, segments, probe)`, `probe(b)`, `reasoning(b)`, one level above
+the engine seam (`TokenEngine`: single token calls). Each call returns the `Unit`s it produced (one per
+decoded segment or probe) and the episode machine applies them in action order, checking the token
+budget before each unit exactly as in replay (`autotts.controllers.episode`). Two backends:
 
 * `TokenBranchBackend` (here) runs a branch on any `TokenEngine`: a segment is one `generate` call on
   prompt + branch IDs with ``max_tokens=Δ`` (a prefix-cache hit on the engine); a probe is one short
   call on a *copy* of the branch plus the answer-forcing suffix, its answer extracted and never
   appended; a branch finishes on EOS (``finish_reason == "stop"``) or at its token cap.
-* `replay.ReplayBranchBackend` answers from a replay store with the episode machine's recorded costs.
+* `autotts.server.replay.ReplayBranchBackend` answers from a replay store with the episode machine's recorded costs.
 
 Every engine call is added to the backend's `Ledger`, which becomes the response's `usage`.
 """
@@ -22,9 +23,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from autotts.controllers.episode import STOP, Unit
+from autotts.controllers.observation import BranchView
 
 from .answers import final_answer, probe_answer, split_reasoning
-from .engines.base import GenerateResult, Sampling, TokenEngine, branch_seed
+from .base import GenerateResult, Sampling, TokenEngine, branch_seed
 
 __all__ = ["BranchBackend", "Ledger", "TokenBranchBackend"]
 
@@ -60,16 +62,21 @@ class Ledger:
 
 
 class BranchBackend(Protocol):
-    """The executor's view of where branches run."""
+    """The executor's branch-level view of where branches run (an engine, or a replay store)."""
 
-    segment_tokens: int
-    branches_available: int | None
-    ledger: Ledger
-    #: stop launching calls once the ledger reaches the token cap (live engines; replay costs nothing)
-    gate_budget: bool
-    #: run different branches' operations as concurrent tasks (False: the calls never wait on I/O)
+    segment_tokens: int  # Δ
+    branches_available: int | None  # branches that can still be opened (None: no limit)
+    ledger: Ledger  # every engine call so far: the response's usage
+    #: declared: the calls wait on I/O, so branches run as concurrent tasks and progress is reported per
+    #: call (False: every call returns at once, as replay's do)
     concurrent: bool
-    on_call: Callable[[], None] | None
+    on_call: Callable[[], None] | None  # run after every engine call (set by the executor, `autotts collect`)
+    sampling: Sampling | None  # the engine's sampling settings (None: nothing is sampled)
+
+    def cap_tokens(self, budget: int) -> None:
+        """Launch no more engine calls once the ledger holds `budget` completion tokens (a no-op where calls
+        cost nothing: the machine's budget rule is exact either way)."""
+        ...
 
     def open(self, branch: int) -> None: ...
 
@@ -79,11 +86,14 @@ class BranchBackend(Protocol):
 
     async def reasoning(self, branch: int) -> str | None: ...
 
+    def decoded_tokens(self, view: BranchView) -> int:
+        """Tokens the branch behind `view` generated, probes excluded (what a captured store records)."""
+        ...
+
 
 class TokenBranchBackend:
     """Branches of one request on a token engine; token IDs end to end."""
 
-    gate_budget = True
     concurrent = True
 
     def __init__(self, engine: TokenEngine, prompt_ids: list[int], *, segment_tokens: int,
@@ -109,6 +119,9 @@ class TokenBranchBackend:
         self.depth: dict[int, int] = {}
         self._calls: dict[int, int] = {}
         self._texts: dict[int, str] = {}
+
+    def cap_tokens(self, budget: int) -> None:
+        self.token_budget = budget
 
     def open(self, branch: int) -> None:
         self.tokens[branch] = []
@@ -187,3 +200,6 @@ class TokenBranchBackend:
             text = await self.engine.detokenize(self.tokens.get(branch, []))
         reasoning, rest = split_reasoning(text)
         return reasoning or rest or None
+
+    def decoded_tokens(self, view: BranchView) -> int:
+        return len(self.tokens.get(view.id, ()))

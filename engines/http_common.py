@@ -1,7 +1,7 @@
 """What every engine spoken to over HTTP shares: one pooled client, error mapping, OpenAI pass-through.
 
 `HTTPEngine` owns the `httpx.AsyncClient` (connection pooling for all requests of the gateway) and
-turns transport and status failures into the gateway's `EngineError` subclasses at the boundary:
+turns transport and status failures into `EngineError` subclasses (engines/errors.py) at the boundary:
 connect failures and connect timeouts are `EngineDown`, read timeouts `EngineTimeout`, 4xx
 `EngineRejected`, 5xx `EngineError`, a body that is not JSON `EngineGarbage`. It also carries
 controller `none`'s pass-through of an OpenAI request to the engine's own `/v1/...` routes, which
@@ -15,7 +15,8 @@ from typing import Any
 
 import httpx
 
-from ..errors import EngineDown, EngineError, EngineGarbage, EngineRejected, EngineTimeout
+from .base import Capabilities
+from .errors import EngineDown, EngineError, EngineGarbage, EngineRejected, EngineTimeout
 
 __all__ = ["HTTPEngine", "decode_response", "error_message", "token_list"]
 
@@ -24,6 +25,7 @@ class HTTPEngine:
     """An engine server at `url` (e.g. ``http://127.0.0.1:8000``) behind one pooled `httpx` client."""
 
     name = "http"
+    capabilities = Capabilities(passthrough=True)  # vLLM and SGLang both serve OpenAI's routes
 
     def __init__(self, url: str, model: str | None = None, *, timeout_s: float = 120.0,
                  connect_timeout_s: float = 5.0, max_connections: int = 256,
@@ -46,10 +48,13 @@ class HTTPEngine:
         except httpx.TimeoutException as exc:
             kind = "connecting to" if isinstance(exc, httpx.ConnectTimeout) else "waiting for"
             cls = EngineDown if isinstance(exc, httpx.ConnectTimeout) else EngineTimeout
-            raise cls(f"timed out {kind} the engine at {self.url}{path}") from None
+            raise cls(f"timed out {kind} the engine at {self.url}{path}") from exc
         except httpx.TransportError as exc:
-            raise EngineDown(f"engine at {self.url} unreachable ({type(exc).__name__}: {exc})") from None
+            raise EngineDown(f"engine at {self.url} unreachable ({type(exc).__name__}: {exc})") from exc
         return decode_response(response, f"{self.url}{path}")
+
+    async def start(self) -> None:
+        """Nothing to do for a server that is already running (adapters resolve the model name here)."""
 
     async def health(self) -> bool:
         try:
@@ -67,25 +72,30 @@ class HTTPEngine:
         try:
             request = self.client.build_request("POST", path, json=body)
             response = await self.client.send(request, stream=True)
-        except httpx.TimeoutException:
-            raise EngineTimeout(f"timed out waiting for the engine at {self.url}{path}") from None
+        except httpx.TimeoutException as exc:
+            raise EngineTimeout(f"timed out waiting for the engine at {self.url}{path}") from exc
         except httpx.TransportError as exc:
-            raise EngineDown(f"engine at {self.url} unreachable ({type(exc).__name__}: {exc})") from None
+            raise EngineDown(f"engine at {self.url} unreachable ({type(exc).__name__}: {exc})") from exc
         if response.status_code != 200:
             await response.aread()
             await response.aclose()
             decode_response(response, f"{self.url}{path}")  # raises the mapped error
-        return _stream(response)
+        return _stream(response, f"{self.url}{path}")
 
     async def close(self) -> None:
         if self._own_client:
             await self.client.aclose()
 
 
-async def _stream(response: httpx.Response) -> AsyncIterator[bytes]:
+async def _stream(response: httpx.Response, where: str) -> AsyncIterator[bytes]:
+    """The body's bytes; the connection failing after the first byte is `EngineDown` / `EngineTimeout`."""
     try:
         async for chunk in response.aiter_raw():
             yield chunk
+    except httpx.TimeoutException as exc:
+        raise EngineTimeout(f"timed out reading the stream of {where}") from exc
+    except httpx.TransportError as exc:
+        raise EngineDown(f"connection to {where} lost mid-stream ({type(exc).__name__}: {exc})") from exc
     finally:
         await response.aclose()
 

@@ -8,39 +8,33 @@ the request ends (the gateway does it exactly once, in `Gateway.release`).
 
 A replica whose call fails with `EngineDown` (connection refused or reset, connect timeout: the
 server is gone) is taken out: new leases skip it, requests already on it fail (or are retried whole
-by the gateway, server/gateway.py). A background task (started by `start`, stopped by `close`)
+by the gateway, server/running.py). A background task (started by `start`, stopped by `close`)
 re-checks replicas that are out every `health_interval_s` with their `/health` and takes them back
 when it answers 200 and the replica still serves the pool's model. With no healthy replica left,
 `lease` re-checks at once and otherwise raises `EngineDown` naming every replica and why it is out.
 
 The pool itself is a `TokenEngine` too (tokenize/detokenize go to any healthy replica, failing over
-on `EngineDown`), so the gateway's start-up (probe suffix) and pass-through paths need no change.
+on `EngineDown`), so the gateway's start-up (probe suffix) and pass-through paths need no change. Its
+capabilities are what every replica declares (pass-through only when all of them pass through).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import httpx
-
-from ..errors import EngineDown, EngineError, error_body
-from .base import GenerateResult, Sampling, TokenEngine
+from .base import Capabilities, GenerateResult, Passthrough, Sampling, TokenEngine
+from .errors import EngineDown, EngineError, ReplicaMismatch
 
 __all__ = ["Lease", "Replica", "ReplicaMismatch", "ReplicaPool"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class ReplicaMismatch(EngineError):
-    """A replica serves another model than the rest of the pool (a deployment mistake)."""
 
 
 @dataclass(eq=False)
@@ -63,24 +57,43 @@ class Replica:
                 "failures": self.failures, **({"reason": self.reason} if not self.healthy else {})}
 
 
-class ReplicaPool:
+class _TokenCalls:
+    """The token calls of `TokenEngine`, each made through `run(call)` on a replica the subclass picks."""
+
+    async def run(self, call: Callable[[TokenEngine], Awaitable[T]]) -> T:
+        raise NotImplementedError
+
+    async def tokenize_chat(self, messages: list[dict[str, Any]], **template_kwargs: Any) -> list[int]:
+        return await self.run(lambda e: e.tokenize_chat(messages, **template_kwargs))
+
+    async def tokenize_text(self, text: str) -> list[int]:
+        return await self.run(lambda e: e.tokenize_text(text))
+
+    async def detokenize(self, token_ids: list[int]) -> str:
+        return await self.run(lambda e: e.detokenize(token_ids))
+
+    async def generate(self, prompt_ids: list[int], max_tokens: int, sampling: Sampling,
+                       request_id: str) -> GenerateResult:
+        return await self.run(lambda e: e.generate(prompt_ids, max_tokens, sampling, request_id))
+
+
+class ReplicaPool(_TokenCalls):
     """Replicas of one engine (same model) as one `TokenEngine`, with per-request leases."""
 
     def __init__(self, engines: list[TokenEngine], *, health_interval_s: float = 5.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if not engines:
             raise ValueError("a replica pool needs at least one engine")
-        self.replicas = [Replica(e, str(getattr(e, "url", f"replica-{i}")), i) for i, e in enumerate(engines)]
+        self.replicas = [Replica(e, e.url or f"replica-{i}", i) for i, e in enumerate(engines)]
         self.name = engines[0].name
         self.model = next((e.model for e in engines if e.model), "")
+        self.url: str | None = None  # many places: see `replicas`
+        self.capabilities = _common(e.capabilities for e in engines)
         self.health_interval_s = health_interval_s
         self.clock = clock
         self._turn = 0  # round-robin among equally loaded replicas
         self._watcher: asyncio.Task[None] | None = None
         self._checking: dict[Replica, asyncio.Task[bool]] = {}
-        if all(hasattr(e, "passthrough") for e in engines):  # controller `none` goes to a replica unchanged
-            self.passthrough = self._passthrough
-            self.passthrough_stream = self._passthrough_stream
 
     # --- lifetime -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -97,8 +110,7 @@ class ReplicaPool:
 
     async def _start(self, replica: Replica) -> None:
         engine = replica.engine
-        if hasattr(engine, "start"):
-            await engine.start()
+        await engine.start()
         if not self.model:
             self.model = engine.model
         elif engine.model != self.model:
@@ -235,55 +247,54 @@ class ReplicaPool:
                 lease.release()
                 raise
 
-    async def _any(self, call: Callable[[TokenEngine], Awaitable[T]]) -> T:
+    async def run(self, call: Callable[[TokenEngine], Awaitable[T]]) -> T:
+        """`call(engine)` on any healthy replica (no affinity: requests should use a `Lease`)."""
         lease, result = await self.first(call, request=False)
         lease.release()
         return result
 
-    async def tokenize_chat(self, messages: list[dict[str, Any]], **template_kwargs: Any) -> list[int]:
-        return await self._any(lambda e: e.tokenize_chat(messages, **template_kwargs))
-
-    async def tokenize_text(self, text: str) -> list[int]:
-        return await self._any(lambda e: e.tokenize_text(text))
-
-    async def detokenize(self, token_ids: list[int]) -> str:
-        return await self._any(lambda e: e.detokenize(token_ids))
-
-    async def generate(self, prompt_ids: list[int], max_tokens: int, sampling: Sampling,
-                       request_id: str) -> GenerateResult:
-        """One call on any replica (no affinity: requests should use a `Lease`)."""
-        return await self._any(lambda e: e.generate(prompt_ids, max_tokens, sampling, request_id))
-
-    async def _passthrough(self, path: str, body: dict[str, Any]) -> Any:
-        """Controller `none`: the request as is to the least-loaded replica (the next one if it is down)."""
-        lease, result = await self.first(lambda e: e.passthrough(path, body))  # type: ignore[attr-defined]
+    async def passthrough(self, path: str, body: dict[str, Any]) -> Any:
+        """Controller `none` (``capabilities.passthrough``): the request as is to the least-loaded replica
+        (the next one if it is down)."""
+        lease, result = await self.first(lambda e: _passing(e).passthrough(path, body))
         lease.release()
         return result
 
-    async def _passthrough_stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
+    async def passthrough_stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
         """The first replica that accepts the request streams it; a replica dying mid-stream ends it."""
-        lease, stream = await self.first(lambda e: e.passthrough_stream(path, body))  # type: ignore[attr-defined]
+        lease, stream = await self.first(lambda e: _passing(e).passthrough_stream(path, body))
         return _released(stream, lease)
+
+
+def _common(declared: Iterable[Capabilities]) -> Capabilities:
+    """What every one of `declared` offers (a KV block size only when they all agree on it)."""
+    caps = list(declared)
+    blocks = {c.kv_block_size for c in caps}
+    return Capabilities(passthrough=all(c.passthrough for c in caps), abort_by_id=all(c.abort_by_id for c in caps),
+                        kv_block_size=blocks.pop() if len(blocks) == 1 else None)
+
+
+def _passing(engine: TokenEngine) -> Passthrough:
+    if not engine.capabilities.passthrough:
+        raise EngineError(f"engine {engine.name} at {engine.url} does not pass OpenAI requests through")
+    return engine  # type: ignore[return-value]  # declared by its capabilities
 
 
 async def _released(stream: AsyncIterator[bytes], lease: Lease) -> AsyncIterator[bytes]:
     """`stream`, then the lease back. A replica gone after the first byte is taken out and the stream
-    ends with an OpenAI error event (what the gateway's own streams send), not a cut connection."""
+    raises `EngineDown` naming it (the gateway ends the client's stream with an OpenAI error event)."""
     try:
         async for chunk in stream:
             yield chunk
-    except httpx.TransportError as exc:
-        if isinstance(exc, httpx.TimeoutException):
-            raise
-        error = EngineDown(f"engine replica {lease.url} went away mid-stream ({type(exc).__name__}: {exc})")
-        lease.pool.mark_down(lease.replica, error)
-        yield f"\n\ndata: {json.dumps(error_body(error))}\n\ndata: [DONE]\n\n".encode()
+    except EngineDown as exc:
+        lease.pool.mark_down(lease.replica, exc)
+        raise EngineDown(f"engine replica {lease.url} went away mid-stream: {exc}", replica=lease.url) from exc
     finally:
         lease.release()
 
 
 @dataclass(eq=False)
-class Lease:
+class Lease(_TokenCalls):
     """A `TokenEngine` pinned to one replica for one request; `release()` once it is done."""
 
     pool: ReplicaPool
@@ -302,6 +313,13 @@ class Lease:
     def url(self) -> str:
         return self.replica.url
 
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.pool.capabilities
+
+    async def start(self) -> None:
+        """Nothing to start: the pool started the replica before leasing it."""
+
     def release(self) -> None:
         if not self.released:
             self.released = True
@@ -313,21 +331,9 @@ class Lease:
             return await call(self.replica.engine)
         except EngineDown as exc:
             self.pool.mark_down(self.replica, exc)
-            exc.replica = self.replica.url  # type: ignore[attr-defined]
-            raise
-
-    async def tokenize_chat(self, messages: list[dict[str, Any]], **template_kwargs: Any) -> list[int]:
-        return await self.run(lambda e: e.tokenize_chat(messages, **template_kwargs))
-
-    async def tokenize_text(self, text: str) -> list[int]:
-        return await self.run(lambda e: e.tokenize_text(text))
-
-    async def detokenize(self, token_ids: list[int]) -> str:
-        return await self.run(lambda e: e.detokenize(token_ids))
-
-    async def generate(self, prompt_ids: list[int], max_tokens: int, sampling: Sampling,
-                       request_id: str) -> GenerateResult:
-        return await self.run(lambda e: e.generate(prompt_ids, max_tokens, sampling, request_id))
+            if exc.replica == self.replica.url:
+                raise
+            raise EngineDown(str(exc), replica=self.replica.url) from exc
 
     async def health(self) -> bool:
         return await self.replica.engine.health()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .base import GenerateResult, Sampling
+from .base import Capabilities, GenerateResult, Sampling
 
 __all__ = ["FakeEngine"]
 
@@ -20,16 +20,23 @@ _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789 "
 
 
 class FakeEngine:
+    """A `TokenEngine` that needs no model: deterministic tokens, EOS after `eos_at`, optional `delay_s`."""
+
     name = "fake"
+    capabilities = Capabilities()
 
     def __init__(self, *, model: str = "fake", eos_at: int | None = None, delay_s: float = 0.0,
-                 prompt_base: int = 0) -> None:
+                 prompt_base: int = 0, url: str | None = None) -> None:
         self.model = model
+        self.url = url
         self.eos_at = eos_at  # generated tokens after which a sequence stops (None: never)
         self.delay_s = delay_s
         self.prompt_base = prompt_base
         self.in_flight = 0
         self.calls: list[dict[str, Any]] = []
+
+    async def start(self) -> None:
+        return None
 
     async def tokenize_chat(self, messages: list[dict[str, Any]], **template_kwargs: Any) -> list[int]:
         text = "".join(f"<{m['role']}>{m.get('content') or ''}" for m in messages) + "<assistant>"

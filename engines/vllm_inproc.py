@@ -11,8 +11,8 @@ import asyncio
 import os
 from typing import Any
 
-from ..errors import EngineDown, EngineError, EngineRejected
-from .base import GenerateResult, Sampling
+from .base import Capabilities, GenerateResult, Sampling
+from .errors import EngineDown, EngineError, EngineRejected
 
 __all__ = ["VLLMInprocEngine"]
 
@@ -21,6 +21,7 @@ class VLLMInprocEngine:
     """`AsyncLLM` for `model` (a directory or model id); extra engine arguments via `engine_args`."""
 
     name = "vllm-inproc"
+    url = None
 
     def __init__(self, model: str, *, served_name: str | None = None, **engine_args: Any) -> None:
         self.model_path = model
@@ -28,17 +29,20 @@ class VLLMInprocEngine:
         defaults = {"enforce_eager": True, "kv_cache_memory_bytes": 256 * 2**20, "block_size": 32,
                     "enable_prefix_caching": True}
         self.engine_args = {**defaults, **engine_args}
+        self.capabilities = Capabilities(abort_by_id=True, kv_block_size=self.engine_args.get("block_size"))
         self.engine: Any = None
         self._tokenizer: Any = None
 
     async def start(self) -> None:
+        if self.engine is not None:
+            return
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
         try:
             from vllm.engine.arg_utils import AsyncEngineArgs
             from vllm.v1.engine.async_llm import AsyncLLM
         except ImportError as exc:
-            raise EngineDown(f"engine vllm-inproc needs vllm installed (pip install 'autotts[vllm]'): {exc}") from None
+            raise EngineDown(f"engine vllm-inproc needs vllm installed (pip install 'autotts[vllm]'): {exc}") from exc
         args = AsyncEngineArgs(model=self.model_path, **self.engine_args)
         self.engine = AsyncLLM.from_engine_args(args)
         self._tokenizer = self.engine.get_tokenizer()
@@ -69,7 +73,7 @@ class VLLMInprocEngine:
         try:
             params = SamplingParams(**kwargs)
         except (ValueError, TypeError) as exc:
-            raise EngineRejected(f"vllm-inproc: bad sampling parameters: {exc}") from None
+            raise EngineRejected(f"vllm-inproc: bad sampling parameters: {exc}") from exc
         final = None
         try:
             async for out in self.engine.generate(TokensPrompt(prompt_token_ids=prompt_ids), params,
@@ -78,9 +82,9 @@ class VLLMInprocEngine:
         except asyncio.CancelledError:
             raise  # AsyncLLM.generate aborts the request itself on cancellation
         except ValueError as exc:  # validation, e.g. prompt longer than the context
-            raise EngineRejected(f"vllm-inproc rejected the request: {exc}") from None
+            raise EngineRejected(f"vllm-inproc rejected the request: {exc}") from exc
         except Exception as exc:
-            raise EngineError(f"vllm-inproc failed: {type(exc).__name__}: {exc}") from None
+            raise EngineError(f"vllm-inproc failed: {type(exc).__name__}: {exc}") from exc
         if final is None or not final.outputs:
             raise EngineError("vllm-inproc returned no output")
         choice = final.outputs[0]
