@@ -207,24 +207,6 @@ def throughput(stores: list, seeds: int) -> dict:
     return {"prepare_stores_cpu_s": round(prepare_cpu, 4), "repeats": REPEATS, "per_controller": out}
 
 
-def _descendants_cpu_s() -> float:
-    """CPU seconds (user + system) of this process's live descendants: the sandboxed workers."""
-    tick = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[tuple[int, float]]] = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append((int(pid), (int(fields[11]) + int(fields[12])) / tick))
-    total, todo = 0.0, [os.getpid()]
-    while todo:
-        for pid, cpu in children.get(todo.pop(), []):
-            total += cpu
-            todo.append(pid)
-    return total
-
-
 def sandboxed_throughput(stores: list, seeds: int) -> dict:
     """The built-ins' code as plain artifacts through the sandbox: episodes per CPU-second (both processes)."""
     from autotts.controllers import load
@@ -233,6 +215,7 @@ def sandboxed_throughput(stores: list, seeds: int) -> dict:
     from autotts.controllers.registry import parse_spec
     from autotts.offline import ReplayEnv, run_episode
     from autotts.offline.sandboxed import close_workers, run_sandboxed
+    from autotts.sandbox import workers_cpu_s
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -241,11 +224,11 @@ def sandboxed_throughput(stores: list, seeds: int) -> dict:
             artifact = save_artifact(Path(tmp) / name, plain_source(name))
             artifact_spec = str(artifact) + "".join(f":{k}={v}" for k, v in params.items())
             run_sandboxed(artifact_spec, stores[0], [seeds + 1])  # start the worker and warm it up
-            worker_before, start, episodes = _descendants_cpu_s(), time.process_time(), 0
+            worker_before, start, episodes = workers_cpu_s(), time.process_time(), 0
             for store in stores:
                 episodes += len(run_sandboxed(artifact_spec, store, list(range(seeds))))
             parent = time.process_time() - start
-            worker = _descendants_cpu_s() - worker_before
+            worker = workers_cpu_s() - worker_before  # every group's worker, start-up included
             close_workers()
             controller, env = load(spec), ReplayEnv(stores[0])  # the same code in process, on a sample
             start = time.process_time()
@@ -296,10 +279,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wall-repeats", type=int, default=3,
                         help="fresh-process runs of the table and of the sweep; the fastest is reported")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "replay_speed.json")
+    parser.add_argument("--only-sandboxed", action="store_true",
+                        help="measure only the generic path across the sandbox and update that part of --out")
     args = parser.parse_args(argv)
     from autotts.offline.evaluate import bundled_data_dir, resolve_stores
 
     data = args.data or bundled_data_dir()
+    if args.only_sandboxed:
+        return _only_sandboxed(resolve_stores([data]), args)
     facts = machine()
     print(f"replay speed on {facts['cpus']} CPUs, python {facts['python']}, numpy {facts['numpy']}, "
           f"numba {facts['numba']}; stores: {data}", flush=True)
@@ -334,6 +321,28 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _only_sandboxed(stores: list, args: argparse.Namespace) -> int:
+    print(f"the generic path across the sandbox, {len(stores)} stores x {args.sandboxed_seeds} seeds ...", flush=True)
+    result = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    result["sandboxed"] = {**sandboxed_throughput(stores, args.sandboxed_seeds), "machine": machine(),
+                           "load_average_at_end": os.getloadavg()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    _print_sandboxed(result["sandboxed"])
+    print(f"wrote the sandboxed part of {args.out}")
+    return 0
+
+
+def _print_sandboxed(sandboxed: dict) -> None:
+    print(f"\n{'plain artifact':15s} {'eps/CPU-s':>10s} {'reference':>9s} {'ratio':>7s} {'target':>7s} "
+          f"{'in process':>10s}  CPU parent/worker (s)   [across the sandbox]")
+    for spec, v in sandboxed["per_controller"].items():
+        ok = "ok" if v["ratio_vs_reference_impl"] >= v["target_ratio"] else "MISS"
+        print(f"{spec:15s} {v['episodes_per_cpu_s']:10d} {v['reference_impl']:9d} "
+              f"{v['ratio_vs_reference_impl']:6.2f}x {ok:>7s} {v['in_process_generic_episodes_per_cpu_s']:10d}  "
+              f"{v['cpu_s_parent']:.1f}/{v['cpu_s_worker']:.1f}")
+
+
 def _print(r: dict) -> None:
     rows = r["throughput"]["per_controller"]
     print(f"\n{'controller':15s} {'eps/CPU-s':>10s} {'reference':>9s} {'ratio':>7s} {'target':>7s} "
@@ -346,13 +355,7 @@ def _print(r: dict) -> None:
               f"{r['pure_python_kernels_episodes_per_cpu_s'][spec]:8d}  "
               f"{share['kernels']:.2f}/{share['episode_results']:.2f}/{share['garbage_collector']:.2f}/"
               f"{share['evaluator_rest']:.2f}")
-    print(f"\n{'plain artifact':15s} {'eps/CPU-s':>10s} {'reference':>9s} {'ratio':>7s} {'target':>7s} "
-          f"{'in process':>10s}  CPU parent/worker (s)   [across the sandbox]")
-    for spec, v in r["sandboxed"]["per_controller"].items():
-        ok = "ok" if v["ratio_vs_reference_impl"] >= v["target_ratio"] else "MISS"
-        print(f"{spec:15s} {v['episodes_per_cpu_s']:10d} {v['reference_impl']:9d} "
-              f"{v['ratio_vs_reference_impl']:6.2f}x {ok:>7s} {v['in_process_generic_episodes_per_cpu_s']:10d}  "
-              f"{v['cpu_s_parent']:.1f}/{v['cpu_s_worker']:.1f}")
+    _print_sandboxed(r["sandboxed"])
     for key, label in (("table_6x8", "6-controller x 8-store table"), ("cmc_sweep_7x8", "7-beta cmc sweep")):
         t = r[key]
         walls = ", ".join(f"{w:.1f}" for w in t["evaluate_wall_s_all_runs"])

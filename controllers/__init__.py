@@ -9,11 +9,12 @@ artifact format. No engine, HTTP or Arrow code is imported here.
 34
 """
 
+from importlib import import_module
+from typing import TYPE_CHECKING
+
 from .actions import Action, Answer, Branch, Continue, Probe, Prune
 from .aggregate import first_finish, majority, top_two, vote_counts, weighted
-from .artifact import load_artifact_class, read_artifact, save_artifact
 from .base import Controller, GeneratorController, Param, check_schedule
-from .builtins import BUILTINS
 from .confidence import beta_confidence
 from .errors import (
     ArtifactError,
@@ -24,7 +25,25 @@ from .errors import (
 )
 from .normalize import answer_key, is_correct
 from .observation import BranchView, Observation
-from .registry import available, load, parse_spec
+
+if TYPE_CHECKING:
+    from .artifact import load_artifact_class, read_artifact, save_artifact
+    from .builtins import BUILTINS
+    from .registry import available, load, parse_spec
+
+# Loaded on first use: the artifact format, the built-ins and the registry import much of the standard
+# library, which a sandboxed worker (started afresh for every group of episodes) never needs.
+_LAZY = {"BUILTINS": ".builtins", "load_artifact_class": ".artifact", "read_artifact": ".artifact",
+         "save_artifact": ".artifact", "available": ".registry", "load": ".registry", "parse_spec": ".registry"}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "BUILTINS",

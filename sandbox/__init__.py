@@ -3,9 +3,11 @@
 `Worker.start(sources, entry, limits)` starts a jailed Python (bubblewrap namespaces, seccomp,
 rlimits; see `jail`) running ``entry`` with the named source folders bound read-only, and talks to
 it in length-prefixed frames (`channel`); `sandbox_status()` says whether and how the jail works
-here, or what is missing. Worker-side framing: `autotts.sandbox._frames` (standard library only).
+here, or what is missing; `workers_cpu_s()` the CPU time its workers used. Worker-side framing:
+`autotts.sandbox._frames` (standard library only).
 """
 
+from ._worker import workers_cpu_s
 from .channel import AsyncWorker, Worker
 from .errors import (
     CandidateError,
@@ -42,4 +44,5 @@ __all__ = [
     "WorkerTimeout",
     "sandbox_status",
     "unsandboxed_allowed",
+    "workers_cpu_s",
 ]

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import threading
 import time
+import weakref
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any, Self
 
@@ -37,7 +38,39 @@ from .limits import Limits
 if TYPE_CHECKING:
     from .jail import Launched
 
-__all__ = ["WorkerProcess"]
+__all__ = ["WorkerProcess", "workers_cpu_s"]
+
+_TICK = os.sysconf("SC_CLK_TCK")
+_ended_cpu_s = 0.0  # CPU seconds of this process's workers that have ended (read just before their kill)
+_live: weakref.WeakSet[WorkerProcess] = weakref.WeakSet()
+_usage_lock = threading.Lock()
+
+
+def _tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) used so far by process `root` and its descendants (from /proc).
+
+    A killed jail's CPU time does not reliably reach our ``RUSAGE_CHILDREN`` (its pid 1 dies before it
+    reaps), so the parent reads it while the tree is still there."""
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        with suppress(OSError, ValueError, IndexError):
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+            total += sum(map(int, fields[11:15])) / _TICK  # its own and its reaped children's
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children", "rb") as fh:
+                    todo.extend(map(int, fh.read().split()))
+    return total
+
+
+def workers_cpu_s() -> float:
+    """CPU seconds used by every worker this process started: those ended and those still running
+    (benchmarks count it beside the parent's own `time.process_time()`)."""
+    with _usage_lock:
+        live = list(_live)
+        ended = _ended_cpu_s
+    return ended + sum(_tree_cpu_s(w.pid) for w in live)
 
 
 class _StderrTail:
@@ -100,6 +133,8 @@ class WorkerProcess:
         self._error: WorkerError | None = None
         self._closed = False
         self._budget_s = limits.wall_s
+        with _usage_lock:
+            _live.add(self)
 
     # --- what it is ---------------------------------------------------------------------------------
     @property
@@ -158,6 +193,7 @@ class WorkerProcess:
             if self._closed:
                 return
             self._closed = True
+            self._account()
             self._kill()
             for pipe in (self._proc.stdin, self._proc.stdout):
                 with suppress(OSError):
@@ -193,6 +229,14 @@ class WorkerProcess:
         self._error = exc
         self.close()
         return exc
+
+    def _account(self) -> None:
+        """Move this worker's CPU time from the live set to the ended total (see `workers_cpu_s`)."""
+        global _ended_cpu_s
+        used = _tree_cpu_s(self.pid) if self._proc.returncode is None else 0.0
+        with _usage_lock:
+            _live.discard(self)
+            _ended_cpu_s += used
 
     def _kill(self) -> None:
         """SIGKILL the jail's pid 1 (the kernel then kills everything in its pid namespace) and let bwrap

@@ -36,6 +36,7 @@ from autotts.sandbox import (
     WorkerOutputTooLarge,
     WorkerTimeout,
     sandbox_status,
+    workers_cpu_s,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -320,6 +321,19 @@ def test_cpu_bomb(start) -> None:
     assert info.value.kind == "cpu"
     with pytest.raises(WorkerClosed):
         w.request(b"result = 1")
+
+
+def test_cpu_time_of_workers_is_counted_until_their_end(start) -> None:
+    """The CPU a worker burns counts in `workers_cpu_s()` while it runs and after its kill (benchmarks add it
+    to the parent's own), including a forked child's (seccomp off so that it can fork)."""
+    before = workers_cpu_s()
+    w = start(seccomp=False)
+    burn = "import os, time\nt = time.process_time()\nwhile time.process_time() - t < {s}:\n    pass\n"
+    run(w, burn.format(s=0.3) + "pid = os.fork()\nif pid == 0:\n" + textwrap.indent(burn.format(s=0.3), "    ")
+        + "    os._exit(0)\nos.waitpid(pid, 0)\nresult = 1")
+    assert workers_cpu_s() - before >= 0.55
+    w.close()
+    assert 0.55 <= workers_cpu_s() - before < 5
 
 
 @pytest.mark.parametrize("bomb", ["x = bytearray(8 << 30)", "a = []\nwhile True:\n    a.append(' ' * 10**6)"])
