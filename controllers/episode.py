@@ -31,6 +31,7 @@ from .observation import (
     BranchView,
     Observation,
     open_branch,
+    open_finished_branch,
     set_depth,
     set_final,
     set_finished,
@@ -201,17 +202,18 @@ class EpisodeMachine:
                 n, left = action[1], obs.branches_available
                 if left is not None and n > left:
                     raise self._fail(f"step {step}: " + LEGALITY["Branch"]["no room"].format(n=n, left=left))
-                for k in range(n):
-                    view = open_branch(obs)
-                    if units_for is not None:
-                        self._apply_units(view, units_for(i, k, action, view), revealed)
-                        continue
-                    track = recorded(view.id)
-                    tracks.append(track)
-                    if action[2] is None and not action[3]:
-                        self._full_read(view, track, revealed)
-                    else:
-                        self._apply_units(view, recorded_units(track, 0, action[2], action[3], seg, kappa), revealed)
+                if units_for is None and action[2] is None and not action[3]:
+                    self._open_read(n, revealed)
+                else:
+                    for k in range(n):
+                        view = open_branch(obs)
+                        if units_for is not None:
+                            self._apply_units(view, units_for(i, k, action, view), revealed)
+                            continue
+                        track = recorded(view.id)
+                        tracks.append(track)
+                        self._apply_units(view, recorded_units(track, 0, action[2], action[3], seg, kappa),
+                                          revealed)
             elif code == ANSWER:
                 if i != last:
                     raise self._fail(f"step {step}: " + LEGALITY["Answer"]["not last"])
@@ -277,6 +279,27 @@ class EpisodeMachine:
             if probe:
                 self.changes.answers.append(answer)
                 self.changes.confidences.append(None)
+
+    def _open_read(self, n: int, revealed: list | None) -> None:
+        """`n` new recorded branches, each read to its end without probes (``Branch(n, None, False)``):
+        `_full_read` of a branch just opened, each built finished in one go (`open_finished_branch`)."""
+        obs, budget, changes, tracks, recorded = self.obs, self.token_budget, self.changes, self._tracks, self._recorded
+        for _ in range(n):
+            track = recorded(len(obs.branches))
+            tracks.append(track)
+            spent = obs.tokens_spent
+            if budget is not None and spent >= budget:
+                self._full_read(open_branch(obs), track, revealed)  # opened all the same, then out of budget
+            probes, tokens, final = track
+            depth, tokens = len(probes) + 1, max(0, tokens)
+            set_spent(obs, spent + tokens)
+            view = open_finished_branch(obs, depth, tokens, final)
+            if revealed is not None:
+                revealed.append((view.id, final))
+            if changes is not None:
+                changes.ints += (view.id, depth, tokens, 1, 1)
+                changes.answers.append(final)
+                changes.confidences.append(None)
 
     def _full_read(self, view: BranchView, track: Recorded, revealed: list | None) -> None:
         """A recorded branch read to its end without probes: what ``recorded_units(track, depth, None, False)``

@@ -152,6 +152,23 @@ def open_branch(obs: Observation) -> BranchView:
     return view
 
 
+def open_finished_branch(obs: Observation, depth: int, tokens: int, final: str) -> BranchView:
+    """`open_branch`, then the branch read to its end at once (`depth` segments costing `tokens`, `final`
+    revealed): what `open_branch` and `finish` do, built with plain assignments before the view turns
+    read-only, because the slot writers cost several times more (sc, asc and esc open every branch so)."""
+    view = _NewBranch(len(obs.branches))
+    view.depth, view.tokens, view.finished, view.latest, view.final = depth, tokens, True, final, final
+    _append(view.answers, final)
+    _append(view.depths, depth)
+    _append(view.confidences, None)
+    view.__class__ = BranchView
+    _append(obs.branches, view)
+    _append(obs.completed, view.id)
+    if obs.branches_available is not None:
+        set_available(obs, obs.branches_available - 1)
+    return view
+
+
 def reveal(view: BranchView, answer: str, confidence: float | None = None) -> None:
     """Record `answer` as revealed at the branch's current depth."""
     _append(view.answers, answer)
