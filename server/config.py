@@ -37,6 +37,9 @@ class GatewayConfig:
     engine_url: str | None = None  # vllm / sglang: the engine's HTTP server
     engine_urls: list[str] = field(default_factory=list)  # several replicas of that engine (replaces engine_url)
     health_interval_s: float = 5.0  # how often a replica taken out after a failure is re-checked
+    #: idle pooled connections to the engine close after this; keep it below the engine server's own
+    #: keep-alive timeout (uvicorn's and vLLM's default: 5 s) so the engine never closes one being reused
+    engine_keepalive_s: float = 2.0
     model: str | None = None  # vllm: engine's model name; vllm-inproc: model dir; replay: default model
     served_model_name: str | None = None  # the name clients send (default: `model`)
     stores: list[str] = field(default_factory=list)  # replay stores (default: the bundled ones)
@@ -161,7 +164,8 @@ class GatewayConfig:
                     "max_branches", "max_n", "max_concurrent", "max_body_bytes"):
             if getattr(self, key) < 1:
                 fail(key, "must be >= 1")
-        for key in ("request_timeout_s", "engine_timeout_s", "health_interval_s", "sandbox_step_timeout_s"):
+        for key in ("request_timeout_s", "engine_timeout_s", "health_interval_s", "sandbox_step_timeout_s",
+                    "engine_keepalive_s"):
             if getattr(self, key) <= 0:
                 fail(key, "must be > 0")
         if any(not u.startswith(("http://", "https://")) for u in self.engine_urls):
