@@ -241,3 +241,27 @@ def test_controller_none_passes_the_request_through(vllm_server: str) -> None:
         with httpx.stream("POST", gw + "/v1/chat/completions", json={**body, "stream": True}, timeout=120) as r:
             lines = [line for line in r.iter_lines() if line.startswith("data: ")]
     assert lines[-1] == "data: [DONE]" and len(lines) >= 3
+
+
+def test_kv_block_size_is_read_from_the_server_and_a_misfit_delta_warned(vllm_server: str, caplog) -> None:
+    """The server runs with ``--block-size 32`` (conftest.VLLM_FLAGS): the adapter reads 32 from its
+    /metrics; a gateway with Δ = 48 warns at start-up, a request asking for Δ = 64 does not add a warning."""
+
+    async def block() -> int | None:
+        engine = VLLMHTTPEngine(vllm_server)
+        try:
+            await engine.start()
+            return engine.capabilities.kv_block_size
+        finally:
+            await engine.close()
+
+    assert asyncio.run(block()) == 32
+    app = build_app(GatewayConfig.load(overrides={"engine": "vllm", "engine_url": vllm_server,
+                                                  "segment_tokens": 48, "ignore_eos": True}))
+    with caplog.at_level("WARNING", logger="autotts.server.gateway"), BackgroundServer(app) as gw:
+        reply = httpx.post(gw + "/v1/chat/completions", timeout=300, json={
+            "model": "tiny", "seed": 3, "max_tokens": 64, "messages": [{"role": "user", "content": question("blk")}],
+            "tts": {"controller": "sc:n=1", "segment_tokens": 64}})
+    assert reply.status_code == 200, reply.text
+    misfits = [r.getMessage() for r in caplog.records if "KV block size" in r.getMessage()]
+    assert len(misfits) == 1 and "= 48 is not a multiple" in misfits[0] and "Δ = 32 or Δ = 64 fits" in misfits[0]
