@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import json
 import math
@@ -221,87 +222,107 @@ def _measured(url: str, run, clock: CallClock | None = None) -> dict:
 
 
 def vllm_part(url: str, model: str, deltas: list[int], beta: float, branch_tokens: int, repeats: int,
-              together: int, together_delta: int) -> dict:
-    """Episodes vs plain n-sample requests of the same tokens, interleaved and repeated; medians reported."""
+              together: int, together_delta: int, modes: list[str]) -> dict:
+    """Episodes in each overlap mode vs a plain n-sample request of the same tokens, interleaved and
+    repeated (one plain run per repeat, right after that repeat's episodes); medians reported."""
     clock = CallClock()
     clock.install()
     prompt = "Solve step by step: " + " ".join(f"{i} plus {i + 1}" for i in range(60))
     messages = [{"role": "user", "content": prompt}]
     ids = httpx.post(url + "/tokenize", json={"model": model, "messages": messages, "add_generation_prompt": True},
                      timeout=60).json()["tokens"]
-    out: dict = {"prompt_tokens": len(ids), "branch_tokens": branch_tokens, "beta": beta, "rows": []}
+    out: dict = {"prompt_tokens": len(ids), "branch_tokens": branch_tokens, "beta": beta, "modes": modes,
+                 "rows": []}
     for delta in sorted(set(deltas) | ({together_delta} if together else set())):
-        app = build_app(GatewayConfig.load(overrides={"engine": "vllm", "engine_url": url, "model": model,
-                                                      "segment_tokens": delta, "ignore_eos": True,
-                                                      "probe_max_tokens": 8, "max_concurrent": 64}))
-        with BackgroundServer(app) as gw, httpx.Client(timeout=3600) as client:
-            def episode(seed: int) -> dict:
-                reply = client.post(gw + "/v1/chat/completions", json={
-                    "model": model, "seed": seed, "max_tokens": branch_tokens, "messages": messages,
-                    "tts": {"controller": "cmc", "beta": beta}})
-                if reply.status_code != 200:
-                    raise SystemExit(f"episode failed ({reply.status_code}): {reply.text[:300]}")
-                return reply.json()
-
-            def plain(n: int, per_branch: int, seed: int) -> dict:
-                reply = client.post(url + "/v1/completions", json={
-                    "model": model, "prompt": ids, "n": n, "max_tokens": per_branch, "ignore_eos": True,
-                    "seed": seed})
-                reply.raise_for_status()
-                return reply.json()
-
-            def many(call, k):
-                with ThreadPoolExecutor(k) as pool:
-                    return list(pool.map(call, range(k)))
-
-            if delta in deltas:
-                for r in range(repeats):  # interleaved: the machine's load hits both alike
-                    ep = _measured(url, lambda r=r: episode(1 + r), clock)
-                    tts = ep.pop("result")["tts"]
-                    n, per_branch = tts["branches"], math.ceil(tts["decode_tokens"] / tts["branches"])
-                    pl = _measured(url, lambda n=n, pb=per_branch, r=r: plain(n, pb, 1 + r))
-                    pl.pop("result")
-                    out["rows"].append(_row(delta, 1, r, tts, n, per_branch, ep, pl))
-                    print(json.dumps(out["rows"][-1]))
-            if together and delta == together_delta:
-                for r in range(repeats):
-                    ep = _measured(url, lambda r=r: many(lambda i, r=r: episode(100 * (r + 1) + i), together), clock)
-                    results = ep.pop("result")
-                    shapes = [(o["tts"]["branches"], math.ceil(o["tts"]["decode_tokens"] / o["tts"]["branches"]))
-                              for o in results]
-                    pl = _measured(url, lambda s=shapes, r=r: many(lambda i: plain(*s[i], 100 * (r + 1) + i),
-                                                                    together))
-                    pl.pop("result")
-                    tts = {k: sum(o["tts"][k] for o in results) for k in ("branches", "rounds", "engine_calls",
-                                                                           "decode_tokens", "probe_tokens")}
-                    out["rows"].append(_row(delta, together, r, tts, tts["branches"], None, ep, pl))
-                    print(json.dumps(out["rows"][-1]))
+        parts = ([1] if delta in deltas else []) + ([together] if together and delta == together_delta else [])
+        with Live(url, model, delta, modes, messages, ids, branch_tokens, beta) as live:
+            for at_once in parts:
+                for r in range(repeats):  # interleaved: the machine's load hits every mode and plain alike
+                    out["rows"].extend(live.compare(at_once, [100 * r + i + 1 for i in range(at_once)], r, clock))
     out["summary"] = _summary(out["rows"])
     return out
 
 
-def _row(delta: int, episodes: int, repeat: int, tts: dict, n: int, per_branch: int | None, ep: dict,
-         pl: dict) -> dict:
-    return {"segment_tokens": delta, "episodes_at_once": episodes, "repeat": repeat,
-            "branches": n, "rounds": tts["rounds"], "tts_engine_calls": tts["engine_calls"],
+class Live:
+    """One gateway per overlap mode at Δ = `delta` on the vLLM server at `url`, and the plain requests."""
+
+    def __init__(self, url, model, delta, modes, messages, ids, branch_tokens, beta) -> None:
+        self.url, self.model, self.delta, self.modes = url, model, delta, modes
+        self.messages, self.ids, self.branch_tokens, self.beta = messages, ids, branch_tokens, beta
+        self.stack = contextlib.ExitStack()
+
+    def __enter__(self) -> Live:
+        self.gateways = {mode: self.stack.enter_context(BackgroundServer(build_app(GatewayConfig.load(overrides={
+            "engine": "vllm", "engine_url": self.url, "model": self.model, "segment_tokens": self.delta,
+            "ignore_eos": True, "probe_max_tokens": 8, "max_concurrent": 64, "overlap": mode}))))
+            for mode in self.modes}
+        self.client = self.stack.enter_context(httpx.Client(timeout=3600))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stack.close()
+
+    def episode(self, mode: str, seed: int) -> dict:
+        reply = self.client.post(self.gateways[mode] + "/v1/chat/completions", json={
+            "model": self.model, "seed": seed, "max_tokens": self.branch_tokens, "messages": self.messages,
+            "tts": {"controller": "cmc", "beta": self.beta}})
+        if reply.status_code != 200:
+            raise SystemExit(f"episode failed ({reply.status_code}): {reply.text[:300]}")
+        return reply.json()["tts"]
+
+    def plain(self, n: int, per_branch: int, seed: int) -> dict:
+        reply = self.client.post(self.url + "/v1/completions", json={
+            "model": self.model, "prompt": self.ids, "n": n, "max_tokens": per_branch, "ignore_eos": True,
+            "seed": seed})
+        reply.raise_for_status()
+        return reply.json()
+
+    @staticmethod
+    def shape(tts: dict) -> tuple[int, int]:
+        used = tts["decode_tokens"] - tts.get("overshoot_tokens", 0)
+        return tts["branches"], math.ceil(used / tts["branches"])
+
+    def compare(self, at_once: int, seeds: list[int], repeat: int, clock: CallClock) -> list[dict]:
+        """`at_once` episodes at once in each mode, then as many plain requests of the first mode's shapes."""
+        episodes = {}
+        with ThreadPoolExecutor(at_once) as pool:
+            for mode in self.modes:
+                episodes[mode] = _measured(self.url, lambda m=mode: list(pool.map(self.episode, [m] * at_once,
+                                                                                  seeds)), clock)
+            shapes = [self.shape(t) for t in episodes[self.modes[0]]["result"]]
+            plain = _measured(self.url, lambda: list(pool.map(self.plain, *zip(*shapes, strict=True), seeds)))
+        plain.pop("result")
+        rows = []
+        for mode, ep in episodes.items():
+            results = ep.pop("result")
+            tts = {k: sum(t.get(k, 0) for t in results) for k in
+                   ("branches", "rounds", "engine_calls", "decode_tokens", "probe_tokens", "overshoot_tokens")}
+            rows.append(_row(self.delta, at_once, mode, repeat, tts, shapes, ep, plain))
+            print(json.dumps(rows[-1]), flush=True)
+        return rows
+
+
+def _row(delta: int, episodes: int, mode: str, repeat: int, tts: dict, shapes: list, ep: dict, pl: dict) -> dict:
+    return {"segment_tokens": delta, "episodes_at_once": episodes, "overlap": mode, "repeat": repeat,
+            "branches": tts["branches"], "rounds": tts["rounds"], "tts_engine_calls": tts["engine_calls"],
             "decode_tokens": tts["decode_tokens"], "probe_tokens": tts["probe_tokens"],
-            "plain_max_tokens": per_branch, "ratio": ep["wall_s"] / pl["wall_s"],
+            "overshoot_tokens": tts["overshoot_tokens"], "plain_shapes": shapes, "ratio": ep["wall_s"] / pl["wall_s"],
             "episode": {k: round(v, 3) for k, v in ep.items()}, "plain": {k: round(v, 3) for k, v in pl.items()},
             "load_avg": os.getloadavg()[0]}
 
 
 def _summary(rows: list[dict]) -> list[dict]:
-    """Medians per (Δ, episodes at once) over the repeats."""
+    """Medians per (Δ, episodes at once, overlap mode) over the repeats."""
     out = []
-    for key in sorted({(r["segment_tokens"], r["episodes_at_once"]) for r in rows}):
-        group = [r for r in rows if (r["segment_tokens"], r["episodes_at_once"]) == key]
+    for key in sorted({(r["segment_tokens"], r["episodes_at_once"], r["overlap"]) for r in rows}):
+        group = [r for r in rows if (r["segment_tokens"], r["episodes_at_once"], r["overlap"]) == key]
 
         def med(get, group=group):
             return round(statistics.median(get(r) for r in group), 3)
 
         at_once = key[1]
 
-        out.append({"segment_tokens": key[0], "episodes_at_once": key[1], "repeats": len(group),
+        out.append({"segment_tokens": key[0], "episodes_at_once": key[1], "overlap": key[2], "repeats": len(group),
                     "branches": med(lambda r: r["branches"]), "rounds": med(lambda r: r["rounds"]),
                     "engine_calls": med(lambda r: r["episode"]["engine_calls"]),
                     "episode_wall_s": med(lambda r: r["episode"]["wall_s"]),
@@ -316,6 +337,7 @@ def _summary(rows: list[dict]) -> list[dict]:
                     "engine_decode_s": med(lambda r: r["episode"]["engine_decode_s"]),
                     "no_call_in_flight_s": med(lambda r: r["episode"]["no_call_in_flight_s"]),
                     "plain_engine_decode_s": med(lambda r: r["plain"]["engine_decode_s"]),
+                    "overshoot_tokens": med(lambda r: r["overshoot_tokens"]),
                     "load_avg": med(lambda r: r["load_avg"])})
     return out
 
@@ -332,6 +354,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="interleaved episode/plain pairs per Δ")
     parser.add_argument("--together", type=int, default=4, help="episodes at once (0: skip that part)")
     parser.add_argument("--together-delta", type=int, default=128, help="Δ of the episodes-at-once part")
+    parser.add_argument("--overlap", action="append", choices=["off", "probe", "ahead"],
+                        help="overlap modes of the live part (default: off, ahead; off is main's behaviour)")
     parser.add_argument("--skip-replay", action="store_true", help="only the vLLM part")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "gateway.json"))
     args = parser.parse_args()
@@ -345,7 +369,8 @@ def main() -> None:
                   f"{row['overhead_ms']:>12} {row['ratio_vs_direct']:>9}")
     if args.vllm_url:
         result["vllm"] = vllm_part(args.vllm_url.rstrip("/"), args.vllm_model, args.segment_tokens or [64, 128],
-                                   0.5, args.branch_tokens, args.repeats, args.together, args.together_delta)
+                                   0.5, args.branch_tokens, args.repeats, args.together, args.together_delta,
+                                   args.overlap or ["off", "ahead"])
         print(json.dumps(result["vllm"]["summary"], indent=1))
     result["load_avg_end"] = os.getloadavg()[0]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

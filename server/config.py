@@ -57,6 +57,10 @@ class GatewayConfig:
     segment_tokens: int = 256
     probe_suffix: str = "\n</think>\n\n\\boxed{"
     probe_max_tokens: int = 8
+    #: live engines, calls of one branch that may run together: off (one after the other) | probe (a probe
+    #: with the next segment of the same action) | ahead (also the next segment before the controller
+    #: decides; a prune aborts it, unused tokens count in usage as overshoot)
+    overlap: str = "probe"
     temperature: float | None = 0.6
     top_p: float | None = 0.95
     ignore_eos: bool = False
@@ -184,6 +188,8 @@ class GatewayConfig:
             fail("feedback_capacity", "must be >= 1")
         if self.feedback_mode not in ("math", "exact"):
             fail("feedback_mode", "must be math or exact")
+        if self.overlap not in ("off", "probe", "ahead"):
+            fail("overlap", "must be off, probe or ahead")
         if self.fallback not in ("plain", "error"):
             fail("fallback", "must be plain or error")
         if self.reload_interval_s < 0:
