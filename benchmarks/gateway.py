@@ -15,10 +15,13 @@ return the same answers and tokens as the direct one:
 
 Reported: episodes/s, per-request overhead against ``direct`` in ms, and the ratio.
 
-vLLM part (tiny model on CPU, `autotts tiny-model` + vLLM's OpenAI server with prefix caching): one cmc
-episode through the gateway (Δ = --segment-tokens, probes on), then one plain `/v1/completions` request
-with ``n`` = the episode's branch count and ``max_tokens`` = its decode tokens / n (``ignore_eos``) on the
-same prompt: the ratio of wall times is the price of segment-wise decoding + probing + the gateway.
+vLLM part (tiny model on CPU, `autotts tiny-model` + vLLM's OpenAI server with prefix caching): per Δ and
+repeat, one cmc episode through a gateway in each `overlap` mode (probes on, ``ignore_eos``), then one plain
+`/v1/completions` request with ``n`` = the episode's branch count and the same tokens per branch on the same
+prompt (``--together K``: K of each at once). Each episode is profiled from vLLM's /metrics deltas (queue,
+prefill, decode, uncached prefill tokens, prompt tokens per generated token, prefix-cache hit rate) and a
+timer around the gateway's engine calls (HTTP + JSON + API server, time with no call in flight), plus this
+process's CPU (the gateway's); the summary has medians (benchmarks/README.md).
 
 Writes benchmarks/results/gateway.json and prints a table. The machine is shared: wall times vary.
 """
