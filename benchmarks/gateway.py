@@ -15,10 +15,13 @@ return the same answers and tokens as the direct one:
 
 Reported: episodes/s, per-request overhead against ``direct`` in ms, and the ratio.
 
-vLLM part (tiny model on CPU, `autotts tiny-model` + vLLM's OpenAI server with prefix caching): one cmc
-episode through the gateway (Δ = --segment-tokens, probes on), then one plain `/v1/completions` request
-with ``n`` = the episode's branch count and ``max_tokens`` = its decode tokens / n (``ignore_eos``) on the
-same prompt: the ratio of wall times is the price of segment-wise decoding + probing + the gateway.
+vLLM part (tiny model on CPU, `autotts tiny-model` + vLLM's OpenAI server with prefix caching): per Δ and
+repeat, one cmc episode through a gateway in each `overlap` mode (probes on, ``ignore_eos``), then one plain
+`/v1/completions` request with ``n`` = the episode's branch count and the same tokens per branch on the same
+prompt (``--together K``: K of each at once). Each episode is profiled from vLLM's /metrics deltas (queue,
+prefill, decode, uncached prefill tokens, prompt tokens per generated token, prefix-cache hit rate) and a
+timer around the gateway's engine calls (HTTP + JSON + API server, time with no call in flight), plus this
+process's CPU (the gateway's); the summary has medians (benchmarks/README.md).
 
 Writes benchmarks/results/gateway.json and prints a table. The machine is shared: wall times vary.
 """
@@ -27,11 +30,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import json
 import math
 import os
 import platform
+import re
+import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -126,35 +132,217 @@ def _time_paths(app, url: str, store, jobs: list[tuple[int, int]], spec: str) ->
     return timings
 
 
-def vllm_part(url: str, model: str, segment_tokens: int, beta: float) -> dict:
+VLLM_SERIES = ("prompt_tokens_total", "generation_tokens_total", "prefix_cache_queries_total",
+               "prefix_cache_hits_total", "request_success_total", "request_queue_time_seconds_sum",
+               "request_prefill_time_seconds_sum", "request_decode_time_seconds_sum",
+               "request_inference_time_seconds_sum", "request_prefill_kv_computed_tokens_sum")
+
+
+def scrape(url: str) -> dict[str, float]:
+    """The `VLLM_SERIES` of a vLLM server's /metrics, summed over labels."""
+    text = httpx.get(url + "/metrics", timeout=30).text
+    out = dict.fromkeys(VLLM_SERIES, 0.0)
+    for name, value in re.findall(r"^vllm:([a-z_]+)(?:\{[^}]*\})? (\S+)$", text, re.M):
+        if name in out:
+            out[name] += float(value)
+    return out
+
+
+class CallClock:
+    """Times every engine call the gateway makes (it runs in this process): call-seconds, and wall time
+    with no call in flight (the gateway and the controller between rounds)."""
+
+    def __init__(self) -> None:
+        self.calls = self.in_flight = 0
+        self.call_s = self.idle_s = 0.0
+        self._idle_since: float | None = None
+
+    def install(self) -> None:
+        from autotts.engines.vllm_http import VLLMHTTPEngine
+
+        original, clock = VLLMHTTPEngine.generate, self
+
+        async def timed(engine, *args, **kwargs):
+            clock._enter()
+            t = time.perf_counter()
+            try:
+                return await original(engine, *args, **kwargs)
+            finally:
+                clock.call_s += time.perf_counter() - t
+                clock._leave()
+
+        VLLMHTTPEngine.generate = timed
+
+    def start(self) -> None:
+        self.calls = self.in_flight = 0
+        self.call_s = self.idle_s = 0.0
+        self._idle_since = time.perf_counter()
+
+    def stop(self) -> None:
+        if self._idle_since is not None:
+            self.idle_s += time.perf_counter() - self._idle_since
+        self._idle_since = None
+
+    def _enter(self) -> None:
+        self.calls += 1
+        if self.in_flight == 0 and self._idle_since is not None:
+            self.idle_s += time.perf_counter() - self._idle_since
+        self.in_flight += 1
+
+    def _leave(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._idle_since = time.perf_counter()
+
+
+def _measured(url: str, run, clock: CallClock | None = None) -> dict:
+    """Run `run()`; its wall, this process's CPU and the engine's counters over it."""
+    before, cpu = scrape(url), time.process_time()
+    if clock:
+        clock.start()
+    start = time.perf_counter()
+    out = run()
+    wall = time.perf_counter() - start
+    if clock:
+        clock.stop()
+    cpu = time.process_time() - cpu
+    after = scrape(url)
+    d = {k: after[k] - before[k] for k in VLLM_SERIES}
+    row = {"wall_s": wall, "cpu_s_this_process": cpu, "engine_requests": d["request_success_total"],
+           "prompt_tokens": d["prompt_tokens_total"], "generated_tokens": d["generation_tokens_total"],
+           "prompt_per_generated": d["prompt_tokens_total"] / max(1.0, d["generation_tokens_total"]),
+           "prefix_hit_rate": d["prefix_cache_hits_total"] / max(1.0, d["prefix_cache_queries_total"]),
+           "uncached_prefill_tokens": d["request_prefill_kv_computed_tokens_sum"],
+           "engine_queue_s": d["request_queue_time_seconds_sum"],
+           "engine_prefill_s": d["request_prefill_time_seconds_sum"],
+           "engine_decode_s": d["request_decode_time_seconds_sum"],
+           "engine_inference_s": d["request_inference_time_seconds_sum"], "result": out}
+    if clock:
+        row.update(engine_calls=clock.calls, call_s=clock.call_s, no_call_in_flight_s=clock.idle_s,
+                   http_json_api_s=clock.call_s - d["request_queue_time_seconds_sum"]
+                   - d["request_inference_time_seconds_sum"])
+    return row
+
+
+def vllm_part(url: str, model: str, deltas: list[int], beta: float, branch_tokens: int, repeats: int,
+              together: int, together_delta: int, modes: list[str]) -> dict:
+    """Episodes in each overlap mode vs a plain n-sample request of the same tokens, interleaved and
+    repeated (one plain run per repeat, right after that repeat's episodes); medians reported."""
+    clock = CallClock()
+    clock.install()
     prompt = "Solve step by step: " + " ".join(f"{i} plus {i + 1}" for i in range(60))
-    app = build_app(GatewayConfig.load(overrides={"engine": "vllm", "engine_url": url, "model": model,
-                                                  "segment_tokens": segment_tokens, "ignore_eos": True,
-                                                  "probe_max_tokens": 8}))
-    with BackgroundServer(app) as gw, httpx.Client(timeout=3600) as client:
-        start = time.perf_counter()
-        episode = client.post(gw + "/v1/chat/completions", json={
-            "model": model, "seed": 1, "max_tokens": 8 * segment_tokens,
-            "messages": [{"role": "user", "content": prompt}], "tts": {"controller": "cmc", "beta": beta}}).json()
-        cmc_wall = time.perf_counter() - start
-        tts = episode["tts"]
-        n = tts["branches"]
-        per_branch = math.ceil(tts["decode_tokens"] / n)
-        ids = client.post(url + "/tokenize", json={"model": model, "messages": [{"role": "user", "content": prompt}],
-                                                    "add_generation_prompt": True}).json()["tokens"]
-        start = time.perf_counter()
-        plain = client.post(url + "/v1/completions", json={"model": model, "prompt": ids, "n": n,
-                                                            "max_tokens": per_branch, "ignore_eos": True,
-                                                            "seed": 1}).json()
-        plain_wall = time.perf_counter() - start
-    return {"segment_tokens": segment_tokens, "beta": beta, "cmc_wall_s": round(cmc_wall, 2),
-            "cmc_branches": n, "cmc_rounds": tts["rounds"], "cmc_engine_calls": tts["engine_calls"],
-            "cmc_decode_tokens": tts["decode_tokens"], "cmc_probe_tokens": tts["probe_tokens"],
-            "cmc_cached_ratio": round(episode["usage"]["prompt_tokens_details"]["cached_tokens"]
-                                      / max(1, episode["usage"]["prompt_tokens"]), 3),
-            "plain_n": n, "plain_max_tokens": per_branch,
-            "plain_completion_tokens": plain["usage"]["completion_tokens"], "plain_wall_s": round(plain_wall, 2),
-            "wall_ratio_cmc_vs_plain": round(cmc_wall / plain_wall, 2)}
+    messages = [{"role": "user", "content": prompt}]
+    ids = httpx.post(url + "/tokenize", json={"model": model, "messages": messages, "add_generation_prompt": True},
+                     timeout=60).json()["tokens"]
+    out: dict = {"prompt_tokens": len(ids), "branch_tokens": branch_tokens, "beta": beta, "modes": modes,
+                 "rows": []}
+    for delta in sorted(set(deltas) | ({together_delta} if together else set())):
+        parts = ([1] if delta in deltas else []) + ([together] if together and delta == together_delta else [])
+        with Live(url, model, delta, modes, messages, ids, branch_tokens, beta) as live:
+            for at_once in parts:
+                for r in range(repeats):  # interleaved: the machine's load hits every mode and plain alike
+                    out["rows"].extend(live.compare(at_once, [100 * r + i + 1 for i in range(at_once)], r, clock))
+    out["summary"] = _summary(out["rows"])
+    return out
+
+
+class Live:
+    """One gateway per overlap mode at Δ = `delta` on the vLLM server at `url`, and the plain requests."""
+
+    def __init__(self, url, model, delta, modes, messages, ids, branch_tokens, beta) -> None:
+        self.url, self.model, self.delta, self.modes = url, model, delta, modes
+        self.messages, self.ids, self.branch_tokens, self.beta = messages, ids, branch_tokens, beta
+        self.stack = contextlib.ExitStack()
+
+    def __enter__(self) -> Live:
+        self.gateways = {mode: self.stack.enter_context(BackgroundServer(build_app(GatewayConfig.load(overrides={
+            "engine": "vllm", "engine_url": self.url, "model": self.model, "segment_tokens": self.delta,
+            "ignore_eos": True, "probe_max_tokens": 8, "max_concurrent": 64, "overlap": mode}))))
+            for mode in self.modes}
+        self.client = self.stack.enter_context(httpx.Client(timeout=3600))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stack.close()
+
+    def episode(self, mode: str, seed: int) -> dict:
+        reply = self.client.post(self.gateways[mode] + "/v1/chat/completions", json={
+            "model": self.model, "seed": seed, "max_tokens": self.branch_tokens, "messages": self.messages,
+            "tts": {"controller": "cmc", "beta": self.beta}})
+        if reply.status_code != 200:
+            raise SystemExit(f"episode failed ({reply.status_code}): {reply.text[:300]}")
+        return reply.json()["tts"]
+
+    def plain(self, n: int, per_branch: int, seed: int) -> dict:
+        reply = self.client.post(self.url + "/v1/completions", json={
+            "model": self.model, "prompt": self.ids, "n": n, "max_tokens": per_branch, "ignore_eos": True,
+            "seed": seed})
+        reply.raise_for_status()
+        return reply.json()
+
+    @staticmethod
+    def shape(tts: dict) -> tuple[int, int]:
+        used = tts["decode_tokens"] - tts.get("overshoot_tokens", 0)
+        return tts["branches"], math.ceil(used / tts["branches"])
+
+    def compare(self, at_once: int, seeds: list[int], repeat: int, clock: CallClock) -> list[dict]:
+        """`at_once` episodes at once in each mode, then as many plain requests of the first mode's shapes."""
+        episodes = {}
+        with ThreadPoolExecutor(at_once) as pool:
+            for mode in self.modes:
+                episodes[mode] = _measured(self.url, lambda m=mode: list(pool.map(self.episode, [m] * at_once,
+                                                                                  seeds)), clock)
+            shapes = [self.shape(t) for t in episodes[self.modes[0]]["result"]]
+            plain = _measured(self.url, lambda: list(pool.map(self.plain, *zip(*shapes, strict=True), seeds)))
+        plain.pop("result")
+        rows = []
+        for mode, ep in episodes.items():
+            results = ep.pop("result")
+            tts = {k: sum(t.get(k, 0) for t in results) for k in
+                   ("branches", "rounds", "engine_calls", "decode_tokens", "probe_tokens", "overshoot_tokens")}
+            rows.append(_row(self.delta, at_once, mode, repeat, tts, shapes, ep, plain))
+            print(json.dumps(rows[-1]), flush=True)
+        return rows
+
+
+def _row(delta: int, episodes: int, mode: str, repeat: int, tts: dict, shapes: list, ep: dict, pl: dict) -> dict:
+    return {"segment_tokens": delta, "episodes_at_once": episodes, "overlap": mode, "repeat": repeat,
+            "branches": tts["branches"], "rounds": tts["rounds"], "tts_engine_calls": tts["engine_calls"],
+            "decode_tokens": tts["decode_tokens"], "probe_tokens": tts["probe_tokens"],
+            "overshoot_tokens": tts["overshoot_tokens"], "plain_shapes": shapes, "ratio": ep["wall_s"] / pl["wall_s"],
+            "episode": {k: round(v, 3) for k, v in ep.items()}, "plain": {k: round(v, 3) for k, v in pl.items()},
+            "load_avg": os.getloadavg()[0]}
+
+
+def _summary(rows: list[dict]) -> list[dict]:
+    """Medians per (Δ, episodes at once, overlap mode) over the repeats."""
+    out = []
+    for key in sorted({(r["segment_tokens"], r["episodes_at_once"], r["overlap"]) for r in rows}):
+        group = [r for r in rows if (r["segment_tokens"], r["episodes_at_once"], r["overlap"]) == key]
+
+        def med(get, group=group):
+            return round(statistics.median(get(r) for r in group), 3)
+
+        at_once = key[1]
+
+        out.append({"segment_tokens": key[0], "episodes_at_once": key[1], "overlap": key[2], "repeats": len(group),
+                    "branches": med(lambda r: r["branches"]), "rounds": med(lambda r: r["rounds"]),
+                    "engine_calls": med(lambda r: r["episode"]["engine_calls"]),
+                    "episode_wall_s": med(lambda r: r["episode"]["wall_s"]),
+                    "plain_wall_s": med(lambda r: r["plain"]["wall_s"]), "ratio": med(lambda r: r["ratio"]),
+                    "prompt_per_generated": med(lambda r: r["episode"]["prompt_per_generated"]),
+                    "prefix_hit_rate": med(lambda r: r["episode"]["prefix_hit_rate"]),
+                    "gateway_cpu_s_per_episode": med(lambda r, k=at_once: r["episode"]["cpu_s_this_process"] / k),
+                    "call_s": med(lambda r: r["episode"]["call_s"]),
+                    "http_json_api_s": med(lambda r: r["episode"]["http_json_api_s"]),
+                    "engine_queue_s": med(lambda r: r["episode"]["engine_queue_s"]),
+                    "engine_prefill_s": med(lambda r: r["episode"]["engine_prefill_s"]),
+                    "engine_decode_s": med(lambda r: r["episode"]["engine_decode_s"]),
+                    "no_call_in_flight_s": med(lambda r: r["episode"]["no_call_in_flight_s"]),
+                    "plain_engine_decode_s": med(lambda r: r["plain"]["engine_decode_s"]),
+                    "overshoot_tokens": med(lambda r: r["overshoot_tokens"]),
+                    "load_avg": med(lambda r: r["load_avg"])})
+    return out
 
 
 def main() -> None:
@@ -164,19 +352,29 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--vllm-url", help="a vLLM OpenAI server (tiny model) for the live part")
     parser.add_argument("--vllm-model", default="tiny", help="its served model name")
-    parser.add_argument("--segment-tokens", type=int, default=64)
+    parser.add_argument("--segment-tokens", type=int, action="append", help="Δ of the live part (default 64, 128)")
+    parser.add_argument("--branch-tokens", type=int, default=1024, help="max_tokens per branch (ignore_eos)")
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved episode/plain pairs per Δ")
+    parser.add_argument("--together", type=int, default=4, help="episodes at once (0: skip that part)")
+    parser.add_argument("--together-delta", type=int, default=128, help="Δ of the episodes-at-once part")
+    parser.add_argument("--overlap", action="append", choices=["off", "probe", "ahead"],
+                        help="overlap modes of the live part (default: off, ahead; off is main's behaviour)")
+    parser.add_argument("--skip-replay", action="store_true", help="only the vLLM part")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "gateway.json"))
     args = parser.parse_args()
     result = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "python": platform.python_version(),
               "cpus": os.cpu_count(), "load_avg_start": os.getloadavg()[0], "store": Path(args.store).name}
-    result["replay"] = replay_part(Path(args.store), args.controller or ["sc", "cmc:beta=0.5"], args.seeds)
-    print(f"{'controller':<14} {'path':<16} {'episodes/s':>10} {'overhead ms':>12} {'x direct':>9}")
-    for row in result["replay"]:
-        print(f"{row['controller']:<14} {row['path']:<16} {row['episodes_per_s']:>10} {row['overhead_ms']:>12} "
-              f"{row['ratio_vs_direct']:>9}")
+    if not args.skip_replay:
+        result["replay"] = replay_part(Path(args.store), args.controller or ["sc", "cmc:beta=0.5"], args.seeds)
+        print(f"{'controller':<14} {'path':<16} {'episodes/s':>10} {'overhead ms':>12} {'x direct':>9}")
+        for row in result["replay"]:
+            print(f"{row['controller']:<14} {row['path']:<16} {row['episodes_per_s']:>10} "
+                  f"{row['overhead_ms']:>12} {row['ratio_vs_direct']:>9}")
     if args.vllm_url:
-        result["vllm"] = vllm_part(args.vllm_url.rstrip("/"), args.vllm_model, args.segment_tokens, 0.5)
-        print(json.dumps(result["vllm"], indent=1))
+        result["vllm"] = vllm_part(args.vllm_url.rstrip("/"), args.vllm_model, args.segment_tokens or [64, 128],
+                                   0.5, args.branch_tokens, args.repeats, args.together, args.together_delta,
+                                   args.overlap or ["off", "ahead"])
+        print(json.dumps(result["vllm"]["summary"], indent=1))
     result["load_avg_end"] = os.getloadavg()[0]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")

@@ -13,10 +13,22 @@ budget before each unit exactly as in replay (`autotts.controllers.episode`). Tw
 * `autotts.server.replay.ReplayBranchBackend` answers from a replay store with the episode machine's recorded costs.
 
 Every engine call is added to the backend's `Ledger`, which becomes the response's `usage`.
+
+Round trips the episode does not wait for (``overlap``): with ``"probe"`` (the default) a probe and the
+branch's next segment of the same action (``Continue(b, segments=2)``) go to the engine together (the
+probe reads a copy of the branch; the segment does not depend on the probe's answer), so both run in
+one scheduling step; ``"off"`` makes one call after the other. With ``"ahead"`` the branch's next
+segment also starts as soon as its action's last segment is back, before the controller has decided:
+the next ``Continue`` takes that call's result; a ``Prune``, a full read or the episode's end cancels
+it (`settle`; vLLM aborts it). Its tokens, if it finished unused, are in the ledger
+(``overshoot_tokens``, part of ``usage``); an aborted one's are lost to the count. Either way call `i`
+of a branch gets the same seed as without overlapping.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +40,11 @@ from autotts.controllers.observation import BranchView
 from .answers import final_answer, probe_answer, split_reasoning
 from .base import GenerateResult, Sampling, TokenEngine, branch_seed
 
-__all__ = ["BranchBackend", "Ledger", "TokenBranchBackend"]
+__all__ = ["OVERLAP", "BranchBackend", "Ledger", "TokenBranchBackend"]
+
+#: how much of a branch's work may overlap: off (one call after the other), probe (a probe with the next
+#: segment of the same action), ahead (also the next segment before the controller decides)
+OVERLAP = ("off", "probe", "ahead")
 
 
 @dataclass(slots=True)
@@ -41,6 +57,7 @@ class Ledger:
     decode_tokens: int = 0
     probe_tokens: int = 0
     cached_tokens: int = 0
+    overshoot_tokens: int = 0  # decoded ahead and then not used (a prune, the episode's end); in decode_tokens
 
     @property
     def completion_tokens(self) -> int:
@@ -90,6 +107,10 @@ class BranchBackend(Protocol):
         """Tokens the branch behind `view` generated, probes excluded (what a captured store records)."""
         ...
 
+    async def settle(self, running: set[int]) -> None:
+        """Stop work started ahead for branches not in `running` (pruned, finished, the episode over)."""
+        ...
+
 
 class TokenBranchBackend:
     """Branches of one request on a token engine; token IDs end to end."""
@@ -99,7 +120,7 @@ class TokenBranchBackend:
     def __init__(self, engine: TokenEngine, prompt_ids: list[int], *, segment_tokens: int,
                  probe_suffix_ids: list[int], probe_max_tokens: int, max_branch_tokens: int,
                  sampling: Sampling, seed: int, request_id: str, max_branches: int | None = None,
-                 token_budget: int | None = None) -> None:
+                 token_budget: int | None = None, overlap: str = "probe") -> None:
         if segment_tokens < 1 or probe_max_tokens < 1 or max_branch_tokens < 1:
             raise ValueError("segment_tokens, probe_max_tokens and max_branch_tokens must be >= 1")
         self.engine = engine
@@ -119,6 +140,11 @@ class TokenBranchBackend:
         self.depth: dict[int, int] = {}
         self._calls: dict[int, int] = {}
         self._texts: dict[int, str] = {}
+        if overlap not in OVERLAP:
+            raise ValueError(f"overlap must be one of {', '.join(OVERLAP)}, got {overlap!r}")
+        self.overlap = overlap
+        self.decode_ahead = overlap == "ahead"
+        self._ahead: dict[int, asyncio.Task[GenerateResult]] = {}  # a branch's next segment, started early
 
     def cap_tokens(self, budget: int) -> None:
         self.token_budget = budget
@@ -131,9 +157,15 @@ class TokenBranchBackend:
     def _gated(self) -> bool:
         return self.token_budget is not None and self.ledger.completion_tokens >= self.token_budget
 
-    async def _generate(self, branch: int, prompt: list[int], max_tokens: int, kind: str) -> GenerateResult:
+    def _reserve(self, branch: int) -> int:
+        """The branch's next call index (its seed), taken now."""
         call = self._calls[branch]
         self._calls[branch] = call + 1
+        return call
+
+    async def _generate(self, branch: int, prompt: list[int], max_tokens: int, kind: str,
+                        call: int | None = None) -> GenerateResult:
+        call = self._reserve(branch) if call is None else call
         sampling = self.sampling.with_seed(branch_seed(self.seed, branch, call))
         result = await self.engine.generate(prompt, max_tokens, sampling, f"{self.request_id}-b{branch}-{kind}{call}")
         self.ledger.add(kind, result.prompt_tokens, result.completion_tokens, result.cached_tokens)
@@ -141,10 +173,41 @@ class TokenBranchBackend:
             self.on_call()
         return result
 
-    async def _probe(self, branch: int) -> tuple[str, int]:
+    async def _probe(self, branch: int, call: int | None = None) -> tuple[str, int]:
         prompt = self.prompt_ids + self.tokens[branch] + self.suffix  # a copy; never appended
-        result = await self._generate(branch, prompt, self.probe_max_tokens, "probe")
+        result = await self._generate(branch, prompt, self.probe_max_tokens, "probe", call)
         return probe_answer(result.text), result.completion_tokens
+
+    def _start_ahead(self, branch: int) -> None:
+        """Start the branch's next segment now (its result is taken by the next decode of the branch)."""
+        room = self.max_branch_tokens - len(self.tokens[branch])
+        if room <= 0 or self._gated() or branch in self._ahead:
+            return
+        prompt = self.prompt_ids + self.tokens[branch]
+        self._ahead[branch] = asyncio.create_task(
+            self._generate(branch, prompt, min(self.segment_tokens, room), "decode", self._reserve(branch)))
+
+    async def _segment(self, branch: int, max_tokens: int, whole: bool) -> GenerateResult:
+        """The branch's next segment: the one started ahead when there is one, else a new call."""
+        ahead = self._ahead.pop(branch, None)
+        if ahead is not None and not whole:
+            return await ahead
+        if ahead is not None:
+            await self._drop(ahead)
+        return await self._generate(branch, self.prompt_ids + self.tokens[branch], max_tokens, "decode")
+
+    async def _drop(self, task: asyncio.Task[GenerateResult]) -> None:
+        """Cancel a segment started ahead (vLLM aborts it); if it had finished, its tokens were overshoot."""
+        if task.done() and not task.cancelled() and task.exception() is None:
+            self.ledger.overshoot_tokens += task.result().completion_tokens
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+    async def settle(self, running: set[int]) -> None:
+        for branch in [b for b in self._ahead if b not in running]:
+            await self._drop(self._ahead.pop(branch))
 
     async def _finish(self, branch: int) -> tuple[str, int]:
         """The final answer of a finished branch: its last box, else a forced probe."""
@@ -169,8 +232,7 @@ class TokenBranchBackend:
                 final, spent = await self._finish(branch)
                 units.append(Unit(spent, self.depth[branch], final, True))
                 break
-            result = await self._generate(branch, self.prompt_ids + tokens, room if whole else min(seg, room),
-                                          "decode")
+            result = await self._segment(branch, room if whole else min(seg, room), whole)
             tokens.extend(result.token_ids)
             depth = max(1, math.ceil(len(tokens) / seg)) if whole else self.depth[branch] + 1
             self.depth[branch] = depth
@@ -179,12 +241,17 @@ class TokenBranchBackend:
                 final, spent = await self._finish(branch)
                 units.append(Unit(result.completion_tokens + spent, depth, final, True))
                 break
+            left -= 1
             if probe:
-                answer, spent = await self._probe(branch)
+                probe_call = self._reserve(branch)
+                if (left > 0 and self.overlap != "off") or self.decode_ahead:  # sent with this probe
+                    self._start_ahead(branch)
+                answer, spent = await self._probe(branch, probe_call)
                 units.append(Unit(result.completion_tokens + spent, depth, answer))
             else:
                 units.append(Unit(result.completion_tokens, depth))
-            left -= 1
+                if left <= 0 and self.decode_ahead:
+                    self._start_ahead(branch)
         return units
 
     async def probe(self, branch: int) -> list[Unit]:

@@ -18,7 +18,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Capabilities", "GenerateResult", "Passthrough", "Sampling", "TokenEngine", "branch_seed"]
+__all__ = ["Capabilities", "GenerateResult", "Passthrough", "Sampling", "TokenEngine", "block_misfit",
+           "branch_seed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,3 +116,19 @@ class Passthrough(Protocol):
 def branch_seed(seed: int, branch: int, call: int) -> int:
     """A distinct, reproducible sampling seed per (request seed, branch, call on that branch)."""
     return (seed * 1_000_003 + branch * 7_919 + call * 104_729) % (2**31 - 1)
+
+
+def block_misfit(segment_tokens: int, kv_block_size: int | None) -> str | None:
+    """Why Δ = `segment_tokens` wastes the engine's prefix cache, or None when it fits (or the size is unknown).
+
+    Only full KV blocks are cached: with Δ a multiple of the block size every segment boundary moves
+    the cached prefix by whole blocks; otherwise the partial block at each boundary is recomputed by
+    every later call, and a Δ below one block leaves whole segments uncached.
+    """
+    if not kv_block_size or segment_tokens % kv_block_size == 0:
+        return None
+    above = -(-segment_tokens // kv_block_size) * kv_block_size
+    fits = " or ".join(f"Δ = {d}" for d in (above - kv_block_size, above) if d > 0)
+    return (f"segment_tokens (Δ) = {segment_tokens} is not a multiple of the engine's KV block size "
+            f"({kv_block_size} tokens): every segment boundary leaves a partial block the prefix cache cannot "
+            f"hold, recomputed on each later call; {fits} fits")

@@ -25,6 +25,7 @@ class EngineSettings(Protocol):
     engine_args: dict[str, Any]
     engine_timeout_s: float
     health_interval_s: float
+    engine_keepalive_s: float
 
 
 def make_engine(cfg: EngineSettings) -> TokenEngine | None:
@@ -39,7 +40,8 @@ def make_engine(cfg: EngineSettings) -> TokenEngine | None:
     else:
         from .vllm_http import VLLMHTTPEngine as http_engine
     urls = cfg.engine_urls or [cfg.engine_url or ""]
-    engines = [http_engine(url, cfg.model, timeout_s=cfg.engine_timeout_s) for url in urls]
+    engines = [http_engine(url, cfg.model, timeout_s=cfg.engine_timeout_s,
+                           keepalive_s=cfg.engine_keepalive_s) for url in urls]
     if len(engines) == 1:
         return engines[0]
     from .pool import ReplicaPool

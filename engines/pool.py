@@ -105,6 +105,7 @@ class ReplicaPool(_TokenCalls):
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+        self.capabilities = _common(r.engine.capabilities for r in self.replicas)  # as started (block size)
         if not any(r.healthy for r in self.replicas):
             raise self._none_healthy()
 

@@ -51,10 +51,10 @@ class SGLangHTTPEngine(HTTPEngine):
     capabilities = Capabilities(passthrough=True, abort_by_id=True)
 
     def __init__(self, url: str, model: str | None = None, *, timeout_s: float = 120.0,
-                 connect_timeout_s: float = 5.0, max_connections: int = 256,
+                 connect_timeout_s: float = 5.0, max_connections: int = 256, keepalive_s: float = 2.0,
                  client: httpx.AsyncClient | None = None) -> None:
         super().__init__(url, model, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s,
-                         max_connections=max_connections, client=client)
+                         max_connections=max_connections, keepalive_s=keepalive_s, client=client)
         self._aborts: set[asyncio.Task[None]] = set()  # in-flight abort calls (kept referenced)
 
     async def start(self) -> None:

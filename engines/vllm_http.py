@@ -11,11 +11,20 @@ Transport and schema failures are mapped to `EngineDown` / `EngineTimeout` / `En
 
 from __future__ import annotations
 
+import logging
+import re
+from dataclasses import replace
 from typing import Any
 
+import httpx
+
 from .base import GenerateResult, Sampling
-from .errors import EngineGarbage
+from .errors import EngineError, EngineGarbage
 from .http_common import HTTPEngine, token_list
+
+log = logging.getLogger(__name__)
+_CACHE_INFO = re.compile(r"^vllm:cache_config_info\{([^}]*)\}", re.M)
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 __all__ = ["VLLMHTTPEngine"]
 
@@ -26,13 +35,38 @@ class VLLMHTTPEngine(HTTPEngine):
     name = "vllm"
 
     async def start(self) -> None:
-        """Resolve the served model name when none was configured (first of `/v1/models`)."""
+        """Resolve the served model name when none was configured (first of `/v1/models`), and read the
+        KV block size the server runs with (``capabilities.kv_block_size``)."""
         if not self.model:
             data = await self._call("GET", "/v1/models")
             try:
                 self.model = str(data["data"][0]["id"])
             except (KeyError, IndexError, TypeError) as exc:
                 raise EngineGarbage(f"vLLM at {self.url}: /v1/models lists no model ({exc!r})") from exc
+        if self.capabilities.kv_block_size is None:
+            block = await self._block_size()
+            if block is not None:
+                self.capabilities = replace(self.capabilities, kv_block_size=block)
+
+    async def _block_size(self) -> int | None:
+        """The prefix cache's block size from the ``vllm:cache_config_info`` series of `/metrics` (None when
+        the server does not publish it: metrics off, an older vLLM)."""
+        try:
+            response = await self._send("GET", "/metrics", timeout=10.0)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+        except (EngineError, httpx.HTTPError) as exc:
+            log.info("vLLM at %s: no /metrics to read the KV block size from (%s)", self.url, exc)
+            return None
+        found = _CACHE_INFO.search(response.text) if response.status_code == 200 else None
+        labels = dict(_LABEL.findall(found.group(1))) if found else {}
+        for key in ("hash_block_size", "effective_attention_block_size", "block_size"):  # the unit hits come in
+            if labels.get(key, "").isdigit() and int(labels[key]) > 0:
+                return int(labels[key])
+        log.info("vLLM at %s: /metrics names no KV block size", self.url)
+        return None
 
     async def tokenize_chat(self, messages: list[dict[str, Any]], **template_kwargs: Any) -> list[int]:
         body: dict[str, Any] = {"model": self.model, "messages": messages, "add_generation_prompt": True}

@@ -46,6 +46,9 @@ class VLLMInprocEngine:
         args = AsyncEngineArgs(model=self.model_path, **self.engine_args)
         self.engine = AsyncLLM.from_engine_args(args)
         self._tokenizer = self.engine.get_tokenizer()
+        block = getattr(getattr(getattr(self.engine, "vllm_config", None), "cache_config", None), "block_size", None)
+        if isinstance(block, int) and block > 0:  # what the engine resolved, not what was asked for
+            self.capabilities = Capabilities(abort_by_id=True, kv_block_size=block)
 
     async def tokenize_chat(self, messages: list[dict[str, Any]], **template_kwargs: Any) -> list[int]:
         ids = self._tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,

@@ -24,11 +24,12 @@ class BackgroundServer:
     """`with BackgroundServer(app) as base_url:` runs `app` (lifespan included) until the block ends."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int | None = None,
-                 start_timeout_s: float = 60.0) -> None:
+                 start_timeout_s: float = 60.0, **uvicorn_options: Any) -> None:
         import uvicorn
 
         self.host, self.port = host, port or free_port(host)
-        config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", lifespan="on")
+        options = {"log_level": "warning", "lifespan": "on", **uvicorn_options}  # e.g. timeout_keep_alive
+        config = uvicorn.Config(app, host=self.host, port=self.port, **options)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="autotts-gateway", daemon=True)
         self.start_timeout_s = start_timeout_s

@@ -37,6 +37,9 @@ class GatewayConfig:
     engine_url: str | None = None  # vllm / sglang: the engine's HTTP server
     engine_urls: list[str] = field(default_factory=list)  # several replicas of that engine (replaces engine_url)
     health_interval_s: float = 5.0  # how often a replica taken out after a failure is re-checked
+    #: idle pooled connections to the engine close after this; keep it below the engine server's own
+    #: keep-alive timeout (uvicorn's and vLLM's default: 5 s) so the engine never closes one being reused
+    engine_keepalive_s: float = 2.0
     model: str | None = None  # vllm: engine's model name; vllm-inproc: model dir; replay: default model
     served_model_name: str | None = None  # the name clients send (default: `model`)
     stores: list[str] = field(default_factory=list)  # replay stores (default: the bundled ones)
@@ -54,6 +57,10 @@ class GatewayConfig:
     segment_tokens: int = 256
     probe_suffix: str = "\n</think>\n\n\\boxed{"
     probe_max_tokens: int = 8
+    #: live engines, calls of one branch that may run together: off (one after the other) | probe (a probe
+    #: with the next segment of the same action) | ahead (also the next segment before the controller
+    #: decides; a prune aborts it, unused tokens count in usage as overshoot)
+    overlap: str = "probe"
     temperature: float | None = 0.6
     top_p: float | None = 0.95
     ignore_eos: bool = False
@@ -161,7 +168,8 @@ class GatewayConfig:
                     "max_branches", "max_n", "max_concurrent", "max_body_bytes"):
             if getattr(self, key) < 1:
                 fail(key, "must be >= 1")
-        for key in ("request_timeout_s", "engine_timeout_s", "health_interval_s", "sandbox_step_timeout_s"):
+        for key in ("request_timeout_s", "engine_timeout_s", "health_interval_s", "sandbox_step_timeout_s",
+                    "engine_keepalive_s"):
             if getattr(self, key) <= 0:
                 fail(key, "must be > 0")
         if any(not u.startswith(("http://", "https://")) for u in self.engine_urls):
@@ -180,6 +188,8 @@ class GatewayConfig:
             fail("feedback_capacity", "must be >= 1")
         if self.feedback_mode not in ("math", "exact"):
             fail("feedback_mode", "must be math or exact")
+        if self.overlap not in ("off", "probe", "ahead"):
+            fail("overlap", "must be off, probe or ahead")
         if self.fallback not in ("plain", "error"):
             fail("fallback", "must be plain or error")
         if self.reload_interval_s < 0:

@@ -11,7 +11,9 @@ returns the answer and token count of `autotts eval`; no rule lives here.
 
 Cancelling `run_episode` (client disconnect, wall timeout) cancels every in-flight engine call.
 Between steps no call is in flight, so `Prune` and `Answer` mean "schedule nothing more for that
-branch / the episode". Caps: `max_branches` (fewer branches offered to the controller),
+branch / the episode" — except a segment a backend started ahead (``overlap: ahead``), which
+`backend.settle` cancels right after the step that pruned or finished its branch, and at the end.
+Caps: `max_branches` (fewer branches offered to the controller),
 `token_budget` (the machine's budget rule; live backends also stop launching calls once their
 ledger reaches it), `timeout_s` (504 error), `max_steps`.
 """
@@ -117,6 +119,7 @@ async def run_episode(controller: Controller, backend: BranchBackend, *, questio
         raise EpisodeTimeout(f"the episode ran past its {caps.timeout_s:g} s time limit "
                              f"(round {machine.obs.step}, {machine.obs.tokens_spent} tokens)") from None
     finally:
+        await backend.settle(set())  # nothing started ahead outlives the episode
         if runner.remote is not None:
             await runner.remote.close()
     outcome.wall_s = time.perf_counter() - start
@@ -175,6 +178,7 @@ class _Runner:
                 plan = machine.plan(batch)
                 await self._work(plan)
                 machine.apply(plan)
+                await self.backend.settle(set() if machine.done else {b.id for b in obs.running()})
             except (IllegalActionError, EpisodeError) as exc:
                 raise self._failed(str(exc)) from None
             if self.progress is not None:

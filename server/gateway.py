@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
-from autotts.engines.base import TokenEngine
+from autotts.engines.base import TokenEngine, block_misfit
 from autotts.engines.errors import EngineError
 from autotts.engines.factory import make_engine
 from autotts.engines.pool import ReplicaPool
@@ -52,6 +52,7 @@ class Gateway:
         self.suffix_ids: list[int] = []
         self._ready = False
         self._ready_lock = asyncio.Lock()
+        self._segments_checked: set[int] = set()
 
     # --- lifetime --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -84,6 +85,16 @@ class Gateway:
             suffix = self.config.probe_suffix
             self.suffix_ids = await self.engine.tokenize_text(suffix) if suffix else []
             self._ready = True
+            self.check_segments(self.config.segment_tokens)
+
+    def check_segments(self, segment_tokens: int) -> None:
+        """Warn (once per Δ) when Δ is not a multiple of the engine's KV block size."""
+        if self.engine is None or segment_tokens in self._segments_checked:
+            return
+        self._segments_checked.add(segment_tokens)
+        misfit = block_misfit(segment_tokens, self.engine.capabilities.kv_block_size)
+        if misfit:
+            log.warning("%s", misfit)
 
     async def close(self) -> None:
         if self.capture is not None:  # write what is buffered before the engine goes

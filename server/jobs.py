@@ -140,12 +140,16 @@ async def _live_job(gateway, kind, rid, body, selection, controller, caps, quest
                         top_p=body.top_p if body.top_p is not None else cfg.top_p,
                         ignore_eos=bool(extra.get("ignore_eos", cfg.ignore_eos)))
 
+    segment_tokens = (tts and tts.segment_tokens) or cfg.segment_tokens
+    gateway.check_segments(segment_tokens)
+
     def backend(i: int, retry: str = "") -> BranchBackend:
         return TokenBranchBackend(
-            job.lease or engine, prompt_ids, segment_tokens=(tts and tts.segment_tokens) or cfg.segment_tokens,
+            job.lease or engine, prompt_ids, segment_tokens=segment_tokens,
             probe_suffix_ids=gateway.suffix_ids, probe_max_tokens=cfg.probe_max_tokens,
             max_branch_tokens=body.branch_tokens or cfg.default_max_tokens, sampling=sampling, seed=seeds[i],
-            request_id=f"{rid}-{i}{retry}", max_branches=caps.max_branches, token_budget=caps.token_budget)
+            request_id=f"{rid}-{i}{retry}", max_branches=caps.max_branches, token_budget=caps.token_budget,
+            overlap=cfg.overlap)
 
     source: dict[str, Any] = {"prompt_length": len(prompt_ids), **({"replica": lease.url} if lease else {})}
     job = Job(kind, rid, public, selection, controller, [], seeds, question, caps, source=source,

@@ -121,6 +121,9 @@ class ReplayBranchBackend:
     async def probe(self, branch: int) -> list[Unit]:
         return [self._call("probe", recorded_probe(self._tracks[branch], self._depth[branch], self.kappa))]
 
+    async def settle(self, running: set[int]) -> None:
+        """Nothing runs ahead in replay."""
+
     async def reasoning(self, branch: int) -> str | None:
         if branch not in self._tracks:
             return None

@@ -43,6 +43,7 @@ def episode_tts(job: Job, index: int, o: EpisodeOutcome, engine: str) -> dict[st
             "prompt_tokens": ledger.prompt_tokens, "tokens_spent": o.obs.tokens_spent,
             "votes": o.votes, "answer": o.answer, "winner_branch": o.winner,
             "budget_exhausted": o.budget_exhausted, "wall_s": round(o.wall_s, 4),
+            **({"overshoot_tokens": ledger.overshoot_tokens} if ledger.overshoot_tokens else {}),
             **({"fallback": job.fallbacks[index]} if index in job.fallbacks else {})}
 
 

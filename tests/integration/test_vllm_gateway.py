@@ -91,18 +91,16 @@ class Scripted(GeneratorController):
         return obs.branches[1].latest
 
 
-def test_branch_continue_probe_prune_make_the_expected_engine_calls(vllm_server: str) -> None:
-    delta_tokens, probe_tokens = 32, 4
-
+def _scripted(vllm_server: str, overlap: str, delta_tokens: int, probe_tokens: int, text: str | None = None):
     async def scenario():
         engine = Recording(VLLMHTTPEngine(vllm_server, "tiny"))
         try:
-            prompt = await engine.tokenize_chat([{"role": "user", "content": question("calls")}])
+            prompt = await engine.tokenize_chat([{"role": "user", "content": text or question("calls")}])
             suffix = await engine.tokenize_text(SUFFIX)
             backend = TokenBranchBackend(engine, prompt, segment_tokens=delta_tokens, probe_suffix_ids=suffix,
                                          probe_max_tokens=probe_tokens, max_branch_tokens=4096,
                                          sampling=Sampling(temperature=1.0, ignore_eos=True), seed=11,
-                                         request_id="calls")
+                                         request_id="calls", overlap=overlap)
             controller = Scripted(vllm_server)
             before = vllm_metrics(vllm_server)
             outcome = await run_episode(controller, backend, question_id=0, question="q")
@@ -110,7 +108,16 @@ def test_branch_continue_probe_prune_make_the_expected_engine_calls(vllm_server:
         finally:
             await engine.close()
 
-    engine, prompt, suffix, backend, controller, before, outcome = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("overlap", ["off", "probe"])
+def test_branch_continue_probe_prune_make_the_expected_engine_calls(vllm_server: str, overlap: str) -> None:
+    """The same calls one after the other (``off``, main's way) and with a probe sent together with the next
+    segment of its action (``probe``, the default)."""
+    delta_tokens, probe_tokens = 32, 4
+    engine, prompt, suffix, backend, controller, before, outcome = _scripted(vllm_server, overlap, delta_tokens,
+                                                                              probe_tokens)
     idle_after = wait_idle(vllm_server, 1.0)
     b0, b1 = backend.tokens[0], backend.tokens[1]
     assert (len(b0), len(b1)) == (delta_tokens, 3 * delta_tokens)  # probe tokens are never appended
@@ -153,6 +160,33 @@ def test_branch_continue_probe_prune_make_the_expected_engine_calls(vllm_server:
     hits = delta(end, start, "vllm:prefix_cache_hits_total")
     assert queries > 0 and hits / queries >= 0.8, (hits, queries)
     assert idle_after < 1.0
+    b1_calls = {r: c for r, c in calls.items() if r.startswith("calls-b1")}
+    together = b1_calls["calls-b1-probe3"]["start"] - b1_calls["calls-b1-decode4"]["start"]
+    if overlap == "off":  # decode4 waits for probe3
+        assert b1_calls["calls-b1-decode4"]["start"] >= b1_calls["calls-b1-probe3"]["end"]
+    else:  # sent together: both started before either returned
+        assert abs(together) < 0.05 and b1_calls["calls-b1-decode4"]["start"] < b1_calls["calls-b1-probe3"]["end"]
+
+
+def test_decoding_ahead_is_aborted_by_prune_and_answer_and_counted(vllm_server: str) -> None:
+    """``overlap: ahead``: branch 0's second segment starts with its first probe and is stopped by the prune,
+    branch 1's fourth by the episode's end; vLLM runs nothing a second later, branch 1 decodes the same
+    tokens as without overlap, and whatever finished unused is overshoot in the ledger (usage)."""
+    delta_tokens, probe_tokens = 32, 4
+    text = question("ahead")
+    _, _, _, reference, _, _, plain = _scripted(vllm_server, "off", delta_tokens, probe_tokens, text)
+    engine, _, _, backend, _, before, outcome = _scripted(vllm_server, "ahead", delta_tokens, probe_tokens, text)
+    idle_after = wait_idle(vllm_server, 1.0)
+    assert idle_after < 1.0
+    calls = {c["id"]: c for c in engine.calls}
+    assert {"calls-b0-decode2", "calls-b1-decode6", "calls-b1-probe7"} <= set(calls)  # ahead ×2; Probe(1) is call 7
+    assert backend.tokens[1] == reference.tokens[1] and len(backend.tokens[0]) == delta_tokens
+    assert outcome.obs.branches[1].answers[:3] == plain.obs.branches[1].answers[:3]
+    ledger = backend.ledger
+    finished = [c for c in engine.calls if "result" in c]
+    assert ledger.decode_tokens == 4 * delta_tokens + ledger.overshoot_tokens
+    assert ledger.completion_tokens == sum(c["result"].completion_tokens for c in finished)
+    assert delta(vllm_metrics(vllm_server), before, "vllm:generation_tokens_total") >= ledger.completion_tokens
 
 
 async def _gateway_request(url: str, body: dict) -> tuple[dict, dict, dict]:
@@ -241,3 +275,27 @@ def test_controller_none_passes_the_request_through(vllm_server: str) -> None:
         with httpx.stream("POST", gw + "/v1/chat/completions", json={**body, "stream": True}, timeout=120) as r:
             lines = [line for line in r.iter_lines() if line.startswith("data: ")]
     assert lines[-1] == "data: [DONE]" and len(lines) >= 3
+
+
+def test_kv_block_size_is_read_from_the_server_and_a_misfit_delta_warned(vllm_server: str, caplog) -> None:
+    """The server runs with ``--block-size 32`` (conftest.VLLM_FLAGS): the adapter reads 32 from its
+    /metrics; a gateway with Δ = 48 warns at start-up, a request asking for Δ = 64 does not add a warning."""
+
+    async def block() -> int | None:
+        engine = VLLMHTTPEngine(vllm_server)
+        try:
+            await engine.start()
+            return engine.capabilities.kv_block_size
+        finally:
+            await engine.close()
+
+    assert asyncio.run(block()) == 32
+    app = build_app(GatewayConfig.load(overrides={"engine": "vllm", "engine_url": vllm_server,
+                                                  "segment_tokens": 48, "ignore_eos": True}))
+    with caplog.at_level("WARNING", logger="autotts.server.gateway"), BackgroundServer(app) as gw:
+        reply = httpx.post(gw + "/v1/chat/completions", timeout=300, json={
+            "model": "tiny", "seed": 3, "max_tokens": 64, "messages": [{"role": "user", "content": question("blk")}],
+            "tts": {"controller": "sc:n=1", "segment_tokens": 64}})
+    assert reply.status_code == 200, reply.text
+    misfits = [r.getMessage() for r in caplog.records if "KV block size" in r.getMessage()]
+    assert len(misfits) == 1 and "= 48 is not a multiple" in misfits[0] and "Δ = 32 or Δ = 64 fits" in misfits[0]

@@ -49,9 +49,10 @@ def test_gateway_on_the_in_process_engine(tiny_model_dir) -> None:
                 if engine.unfinished() == 0:
                     break
                 await asyncio.sleep(0.05)
-            return response, engine.unfinished()
+            return response, engine.unfinished(), engine.capabilities.kv_block_size
 
-    response, unfinished = asyncio.run(go())
+    response, unfinished, block = asyncio.run(go())
+    assert block == 32  # the engine's resolved cache config (the adapter's default block_size)
     assert response.status_code == 200, response.text
     body = response.json()
     usage, tts = body["usage"], body["tts"]

@@ -156,3 +156,11 @@ def test_controller_none_forwards_only_when_every_engine_declares_it(forwarding)
         assert forwarded == 1 and "tts" not in response.json()
     else:  # no pass-through: controller none is one plain sample through the executor
         assert forwarded == 0 and response.json()["tts"]["branches"] == 1
+
+
+def test_block_misfit_names_the_fitting_delta() -> None:
+    from autotts.engines.base import block_misfit
+
+    assert block_misfit(64, 32) is None and block_misfit(64, None) is None
+    assert "; Δ = 32 or Δ = 64 fits" in block_misfit(40, 32)
+    assert "; Δ = 32 fits" in block_misfit(8, 32) and "; Δ = 528 fits" in block_misfit(256, 528)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 import pytest
 from autotts.controllers import Answer, Branch, Continue, GeneratorController, Probe, Prune, load, majority
@@ -214,3 +215,76 @@ def test_cancelling_the_episode_cancels_in_flight_calls() -> None:
         return engine.in_flight
 
     assert asyncio.run(go()) == 0
+
+
+@pytest.mark.parametrize("spec", ["cmc:beta=0.5", "cmc:beta=1.0", "parallel_probe:n=4", "asc", "esc", "sc:n=3"])
+def test_overlapped_calls_decode_the_same_episode(spec) -> None:
+    """Probe + next segment sent together, and the next segment decoded ahead of the controller: the same
+    answer, the same machine costs and the same branch tokens as one call after the other (call i of a
+    branch keeps its seed); what was decoded ahead and not used is overshoot in the ledger, nothing more."""
+
+    def run(overlap: str):
+        engine = FakeEngine(eos_at=150, prompt_base=3, delay_s=0.001)
+        backend = _fake_backend(engine, overlap=overlap, max_branch_tokens=400)
+        outcome = asyncio.run(run_episode(load(spec), backend, question_id=0, question="q",
+                                          caps=Caps(max_branches=None)))
+        assert engine.in_flight == 0  # nothing started ahead outlives the episode
+        return outcome, backend
+
+    (plain, b0) = run("off")
+    for overlap in ("probe", "ahead"):
+        other, b1 = run(overlap)
+        assert (other.answer, other.obs.tokens_spent, other.rounds) == (plain.answer, plain.obs.tokens_spent,
+                                                                         plain.rounds)
+        assert b1.tokens == b0.tokens and b0.ledger.overshoot_tokens == 0
+        assert b1.ledger.probe_tokens == b0.ledger.probe_tokens
+        assert b1.ledger.decode_tokens == b0.ledger.decode_tokens + b1.ledger.overshoot_tokens
+
+
+class SlowSecondSegment(FakeEngine):
+    """Every branch's second segment (call 2: started ahead with the first probe) takes `slow_s`."""
+
+    slow_s = 5.0
+
+    async def generate(self, prompt_ids, max_tokens, sampling, request_id):
+        if request_id.endswith("decode2"):
+            self.delay_s = self.slow_s
+        try:
+            return await super().generate(prompt_ids, max_tokens, sampling, request_id)
+        finally:
+            self.delay_s = 0.0
+
+
+class PruneThenAnswer(GeneratorController):
+    def run(self, obs):
+        yield [Branch(2)]
+        yield [Prune(1)]
+        yield [Answer("x")]
+
+
+@pytest.mark.parametrize("slow_s", [5.0, 0.0], ids=["in-flight", "finished"])
+def test_prune_and_answer_stop_the_segments_decoded_ahead(slow_s) -> None:
+    """Both branches' second segments start ahead with their first probes; `Prune(1)` and the answer
+    cancel them (in flight: aborted at once; finished unused: counted as overshoot)."""
+    engine = SlowSecondSegment(prompt_base=3)
+    engine.slow_s = slow_s
+
+    async def go():
+        backend = _fake_backend(engine, overlap="ahead")
+        outcome = await asyncio.wait_for(run_episode(PruneThenAnswer(), backend, question_id=0, question="q",
+                                                     caps=Caps(controller_in_thread=False)), timeout=4)
+        return outcome, backend
+
+    start = time.perf_counter()
+    outcome, backend = asyncio.run(go())
+    assert outcome.answer == "x" and engine.in_flight == 0
+    assert time.perf_counter() - start < 1.0  # cancelled, not waited for
+    assert sorted(c["id"] for c in engine.calls if c["id"].endswith("decode2")) == ["r-b0-decode2", "r-b1-decode2"]
+    ledger = backend.ledger
+    assert (ledger.decode_calls, ledger.overshoot_tokens) == ((2, 0) if slow_s else (4, 64))
+    assert ledger.decode_tokens == 64 + ledger.overshoot_tokens  # usage hides nothing
+
+
+def test_overlap_must_be_known() -> None:
+    with pytest.raises(ValueError, match="overlap must be one of off, probe, ahead"):
+        _fake_backend(FakeEngine(), overlap="sometimes")
