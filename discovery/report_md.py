@@ -53,7 +53,7 @@ def _head(report: dict[str, Any], pages: list[str]) -> list[str]:
 def _frontier(report: dict[str, Any]) -> list[str]:
     out = ["", "## Frontier per round against the built-ins (search stores; complete candidates)", "",
            "| round | evaluated | raced out | best objective | best | Pareto front (acc% / tokens) | built-ins "
-           "dominated | tokens saved vs cmc at matched accuracy | LLM $ | wall s |",
+           "dominated (acc >=, tokens <=, better in one) | tokens saved vs cmc at matched accuracy | LLM $ | wall s |",
            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["discovery_curve"]:
         pts = r["front"]

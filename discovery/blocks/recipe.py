@@ -123,6 +123,7 @@ def seed_recipes() -> list[Recipe]:
         # cmc with one new mechanism each
         _variant({"vote": ("probe_vote",)}),
         _variant({"vote": ("err_blind_vote",)}),
+        _variant({"vote": ("settled_vote",)}, probe_run=(6, 10)),
         _variant({"stop": (*stops, "stability_gate")}),
         _variant({"stop": (*stops, "margin_stop")}),
         _variant({"prune": ("patience_pruning", "overlong_pruning")}),

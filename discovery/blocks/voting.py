@@ -40,6 +40,18 @@ VOTE_BLOCKS = (
         winner, v1, v2 = top_two(done + backing)
         return winner, (beta_confidence(v1, v2) if v1 else 0.0), len(done) + len(backing)
 ''', imports=("top_two", "beta_confidence")),
+    Block("settled_vote", "vote", "settled-probe vote", "new", ("probe_run",), '''
+    def vote(self, obs):
+        """Settled-probe vote: every finished answer is a vote, and so is every running branch whose last
+        `probe_run` probes all name the same answer (never "ERR"): a trace whose forced answer has stopped
+        changing mostly ends on it, so its vote need not wait for the rest of the trace."""
+        run = self.knobs["probe_run"]
+        settled = [b.latest for b in obs.running() if len(b.answers) >= run and b.latest != "ERR"
+                   and all(a == b.latest for a in b.answers[-run:])]
+        pool = obs.completed_answers() + settled
+        winner, v1, v2 = top_two(pool)
+        return winner, (beta_confidence(v1, v2) if v1 else 0.0), len(pool)
+''', imports=("top_two", "beta_confidence")),
     Block("latest_vote", "vote", "latest-answer vote", "parallel_probe", (), '''
     def vote(self, obs):
         """Latest-answer vote (parallel_probe): the majority of every unpruned branch's newest answer,
