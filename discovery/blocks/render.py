@@ -162,7 +162,7 @@ def render(recipe: Recipe, *, name: str | None = None, note: str = "") -> str:
             '        return {\n' + "\n".join(_schedule(recipe)) + '\n        }\n\n'
             + _run(recipe) + "\n" + methods + _FINAL)
     sdk = [n for n in _SDK if re.search(rf"\b{n}\b", body)]
-    head = f'"""{name}: {", ".join(b.title for b in blocks)}."""\n\n'
+    head = '"""' + "\n".join(textwrap.wrap(f'{name}: {", ".join(b.title for b in blocks)}.', 104)) + '"""\n\n'
     if "deque(" in body:
         head += "from collections import deque\n\n"
     return head + f"from autotts.controllers import {', '.join(sdk)}\n\n\n" + body
