@@ -14,6 +14,13 @@ def _betas(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"--betas must be comma-separated numbers, got {text!r}") from None
 
 
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "discover", help="discover controllers: an explorer proposes code, the sandbox scores it, artifacts result",
@@ -28,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                "--out runs/claude\n"
                "  autotts discover --explorer openai --base-url http://localhost:8000/v1 --model Qwen/Qwen3-8B "
                "--price-in 0 --price-out 0 --data DIR --rounds 5 --out runs/vllm\n"
+               "  autotts discover --explorer local --data DIR --objective cmc-savings --time-limit 15 --ray "
+               "--out runs/ray\n"
                "  autotts discover --resume --out runs/local      # continue a killed or finished run")
     p.add_argument("--explorer", choices=("local", "anthropic", "openai"), help="who proposes controllers")
     p.add_argument("--data", nargs="+", metavar="STORE",
@@ -39,6 +48,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--betas", type=_betas, help="beta sweep (default 0,0.25,0.5,0.75,1)")
     p.add_argument("--gamma", type=float, help="objective acc%% - gamma * tokens, gamma in accuracy points per 1M "
                                                "tokens per question (default 2)")
+    p.add_argument("--objective", choices=("gamma", "cmc-savings"),
+                   help="what a candidate scores: gamma (default: mean over its beta sweep of acc%% - gamma*tokens) or "
+                        "cmc-savings (tokens saved against the cmc sweep at matched accuracy: half the mean saving, "
+                        "half the worst)")
+    p.add_argument("--race-stages", type=_ints, metavar="N,N",
+                   help="racing: seeds after each stage before the full --search-seeds (default 2,5); every "
+                        "candidate meets the first stage, the best 1/--race-eta go on")
+    p.add_argument("--no-race", dest="race_stages", action="store_const", const=[],
+                   help="no racing: every candidate gets the full sweep")
+    p.add_argument("--race-eta", type=int, help="each racing stage keeps the best 1/ETA (default 3)")
+    p.add_argument("--race-z", type=float, help="... whose objective + Z standard errors reaches the best complete "
+                                                "candidate's on the same seeds (default 1)")
+    p.add_argument("--ray", dest="ray_address", nargs="?", const="", metavar="ADDRESS",
+                   help="evaluate candidates as Ray tasks, each behind the same sandbox on its node: a local "
+                        "instance without ADDRESS, else 'auto' or ray://HOST:PORT")
     p.add_argument("--budget-usd", type=float, help="stop when the LLM spend reaches this many dollars")
     p.add_argument("--time-limit", type=float, metavar="MIN", help="start no new round after MIN minutes")
     p.add_argument("--seed", type=int, help="seed of the local explorer (default 0)")
@@ -76,15 +100,18 @@ _FIELDS = {"explorer": "explorer", "data": "data", "heldout": "heldout", "rounds
            "workers": "workers", "top_k": "top_k", "beta_policy": "beta_policy", "model": "model",
            "base_url": "base_url", "api_key_env": "api_key_env", "price_in": "price_in", "price_out": "price_out",
            "max_turns": "max_turns", "max_evaluations": "max_evaluations", "cpu_seconds": "cpu_seconds",
-           "memory_mb": "memory_mb", "wall_seconds": "wall_seconds", "allow_unsandboxed": "allow_unsandboxed"}
-_RESUMABLE = {"rounds", "time_limit_min", "budget_usd", "workers", "top_k"}
+           "memory_mb": "memory_mb", "wall_seconds": "wall_seconds", "allow_unsandboxed": "allow_unsandboxed",
+           "objective": "objective", "race_stages": "race_stages", "race_eta": "race_eta", "race_z": "race_z",
+           "ray_address": "ray_address"}
+_RESUMABLE = {"rounds", "time_limit_min", "budget_usd", "workers", "top_k", "ray_address"}
 
 
 def run(args: argparse.Namespace) -> int:
     from autotts.discovery.config import DiscoverConfig, DiscoverConfigError
     from autotts.discovery.loop import run_discovery
 
-    given = {_FIELDS[k]: v for k, v in vars(args).items() if k in _FIELDS and v not in (None, [])}
+    given = {_FIELDS[k]: v for k, v in vars(args).items()
+             if k in _FIELDS and v is not None and (v != [] or k == "race_stages")}
     start = time.perf_counter()
     if args.resume:
         frozen = sorted(set(given) - _RESUMABLE)

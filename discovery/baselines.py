@@ -40,12 +40,14 @@ def _specs(names: tuple[str, ...], betas: tuple[float, ...],
 
 
 def builtin_points(paths: list[str], betas: tuple[float, ...], seeds: int, *, workers: int | None = None,
-                   names: tuple[str, ...] = DEFAULT_BUILTINS, progress: bool = False) -> list[dict[str, Any]]:
+                   names: tuple[str, ...] = DEFAULT_BUILTINS, progress: bool = False,
+                   ray_address: str | None = None) -> list[dict[str, Any]]:
     """One labelled point per built-in (and per β for cmc): acc and tokens averaged over the stores."""
     stores = resolve_stores(list(paths))
     fewest = min((s.n_branches(q) for s in stores for q in range(s.n_questions)), default=None)
     specs = _specs(names, betas, fewest)
-    cells = evaluate([s for s, _, _ in specs], stores, EvalOptions(seeds=seeds), workers=workers, progress=progress)
+    cells = evaluate([s for s, _, _ in specs], stores, EvalOptions(seeds=seeds), workers=workers, progress=progress,
+                     ray_address=ray_address)
     points = []
     per_spec: dict[str, list[dict[str, Any]]] = {}
     for cell in cells:
@@ -62,14 +64,14 @@ def builtin_points(paths: list[str], betas: tuple[float, ...], seeds: int, *, wo
 
 
 def cached_points(history, key: str, paths: list[str], betas: list[float], seeds: int, *, workers: int | None,
-                  progress: bool) -> list[dict[str, Any]]:
+                  progress: bool, ray_address: str | None = None) -> list[dict[str, Any]]:
     """`builtin_points`, measured once per run and kept in ``baselines.json`` under `key`."""
     cached = history.read_json("baselines.json") or {}
     entry = cached.get(key)
     if entry and entry.get("stores") == paths and entry.get("seeds") == seeds and entry.get("betas") == list(betas):
         return entry["points"]
     log.info("measuring the built-ins on the %s stores (%d seeds)", key, seeds)
-    points = builtin_points(paths, tuple(betas), seeds, workers=workers, progress=progress)
+    points = builtin_points(paths, tuple(betas), seeds, workers=workers, progress=progress, ray_address=ray_address)
     cached[key] = {"stores": paths, "seeds": seeds, "betas": list(betas), "points": points}
     history.write_json("baselines.json", cached)
     return points

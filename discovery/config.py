@@ -14,6 +14,7 @@ from autotts.sandbox import Limits
 from .errors import DiscoverConfigError
 from .explorers.accounting import DEFAULT_MODELS, Pricing
 from .explorers.base import Explorer
+from .objective import OBJECTIVES
 
 __all__ = ["DiscoverConfig", "DiscoverConfigError", "build_explorer"]
 
@@ -28,13 +29,18 @@ class DiscoverConfig:
     rounds: int = 10
     betas: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
     gamma_per_mtok: float = 2.0  # accuracy points per million tokens per question
+    objective: str = "gamma"  # or "cmc-savings": tokens saved against the cmc sweep at matched accuracy
     budget_usd: float | None = None
     time_limit_min: float | None = None
     seed: int = 0
     search_seeds: int = 10
     heldout_seeds: int = 30
     population: int = 4
+    race_stages: list[int] = field(default_factory=lambda: [2, 5])  # seeds after each racing stage ([]: no race)
+    race_eta: int = 3  # each racing stage keeps the best 1/eta
+    race_z: float = 1.0  # ... whose objective + z standard errors reaches the incumbent's
     workers: int = 2
+    ray_address: str | None = None  # --ray: "" a local instance, else a cluster address
     top_k: int = 3
     beta_policy: str = "reject"
     cpu_seconds: float = 600.0
@@ -59,7 +65,7 @@ class DiscoverConfig:
         if not self.data:
             raise bad("data", "needs at least one search store")
         for name in ("rounds", "search_seeds", "heldout_seeds", "population", "workers", "top_k", "max_turns",
-                     "max_evaluations", "max_tokens"):
+                     "max_evaluations", "max_tokens", "race_eta"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise bad(name, "must be an integer >= 1")
         if not self.betas or any(not 0.0 <= b <= 1.0 for b in self.betas) or sorted(set(self.betas)) != self.betas:
@@ -70,6 +76,13 @@ class DiscoverConfig:
             raise bad("budget_usd", "must be >= 0")
         if self.time_limit_min is not None and self.time_limit_min <= 0:
             raise bad("time_limit_min", "must be > 0")
+        if self.objective not in OBJECTIVES:
+            raise bad("objective", f"must be one of {', '.join(OBJECTIVES)}")
+        if any(not isinstance(c, int) or c < 1 for c in self.race_stages) or sorted(set(self.race_stages)) != list(
+                self.race_stages):
+            raise bad("race_stages", "must be increasing seed counts >= 1")
+        if self.race_z < 0:
+            raise bad("race_z", "must be >= 0")
         if self.beta_policy not in ("reject", "flag"):
             raise bad("beta_policy", "must be 'reject' or 'flag'")
         if set(self.data) & set(self.heldout):

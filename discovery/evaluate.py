@@ -8,6 +8,10 @@ below. `evaluate_source(source, config)` never raises for anything the candidate
 outcome, from a syntax error to a memory bomb, is a record with a `status` and `errors` the
 explorer can read. Only ``status == "ok"`` candidates are eligible to become artifacts.
 
+A record keeps its raw cells (per β × store sums) and its trace evidence (`evidence.py`), so that the
+evaluations of one candidate on different seeds or stores (the stages of a race, `racing.py`, or
+chunks run in parallel) combine into the record of one evaluation: `merge_records`.
+
 Statuses: ok · static_error · load_error · no_beta · schedule_error · check_failed ·
 failed_episodes · beta_violation · timeout · cpu · memory · output · crash.
 """
@@ -27,13 +31,15 @@ from autotts.offline.store import ReplayStore, load_store
 from autotts.sandbox import Limits, WorkerError
 from autotts.sandbox.remote import CandidateError, SandboxedClass, failure_kind, run_lockstep
 
+from .evidence import Evidence, merge_evidence
 from .grid import render_grid
-from .objective import beta_check, curve_from_cells, dominated_by, objective
+from .objective import beta_check, curve_from_cells, dominated_by, objective_with_se
 from .static import problems
 
-__all__ = ["EvalConfig", "evaluate_source"]
+__all__ = ["STORES", "EvalConfig", "evaluate_source", "merge_records"]
 
-_STORES: dict[str, ReplayStore] = {}  # loaded once per process, for every candidate
+#: stores by path, loaded once per process for every candidate (a Ray worker gets them from the object store)
+STORES: dict[str, ReplayStore] = {}
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,7 @@ class EvalConfig:
     grids: int = 2
     fail_fast_episodes: int = 60
     baselines: tuple[dict[str, Any], ...] = ()  # labelled built-in points, for dominance
+    objective: str = "gamma"  # or "cmc-savings" (objective.py)
     #: the static check is a first, cheap layer only: the sandbox holds without it (tests switch it off)
     static_check: bool = True
 
@@ -67,20 +74,23 @@ def _first_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
-def evaluate_source(source: str, config: EvalConfig) -> dict[str, Any]:
-    """A history record body for `source` (status, errors, curve, objective, β check, grids...)."""
+def evaluate_source(source: str, config: EvalConfig, *, check: bool = True) -> dict[str, Any]:
+    """A history record body for `source` (status, errors, curve, objective, β check, grids, cells,
+    evidence...). `check=False` skips the contract check (a later stage of a candidate that passed it)."""
     start = time.perf_counter()
-    record: dict[str, Any] = {"status": "ok", "errors": [], "curve": [], "objective": None, "grids": [],
-                              "beta_check": [], "dominates": [], "class": None}
+    record: dict[str, Any] = {"status": "ok", "errors": [], "curve": [], "objective": None, "objective_se": None,
+                              "grids": [], "beta_check": [], "dominates": [], "class": None, "cells": [],
+                              "evidence": None, "seeds": list(config.seeds)}
     found = problems(source) if config.static_check else []
     if found:
         record.update(status="static_error", errors=found[:10], wall_s=round(time.perf_counter() - start, 3))
         return record
     klass = None
+    evidence = Evidence()
     try:
         klass = SandboxedClass.load(source, limits=config.limits, allow_unsandboxed=config.allow_unsandboxed,
                                     timeout_s=config.limits.wall_s, points=11)
-        cells = _score(klass, config, record, deadline=time.monotonic() + config.limits.wall_s)
+        cells = _score(klass, config, record, evidence, check, deadline=time.monotonic() + config.limits.wall_s)
     except CandidateError as exc:
         record.update(status="load_error", errors=[str(exc)])
         cells = []
@@ -96,20 +106,59 @@ def evaluate_source(source: str, config: EvalConfig) -> dict[str, Any]:
         if klass is not None:
             klass.close()
     record["wall_s"] = round(time.perf_counter() - start, 3)
-    if cells:
-        curve = curve_from_cells(cells)
-        record["curve"] = curve
-        record["objective"] = objective(curve, config.gamma)
-        record["dominates"] = dominated_by(curve, list(config.baselines))
-        record["beta_check"] = beta_check(curve, config.beta_rel_tol)
-        if record["beta_check"] and record["status"] == "ok" and config.beta_policy == "reject":
-            record["status"] = "beta_violation"
-            record["errors"] = ["measured tokens must not decrease as beta grows: " + record["beta_check"][0]]
+    record["cells"], record["evidence"] = cells, evidence.to_json() if cells else None
+    return score_record(record, config)
+
+
+def score_record(record: dict[str, Any], config: EvalConfig) -> dict[str, Any]:
+    """Fill in the curve, objective (± its standard error), dominance and β check from the record's cells."""
+    if not record["cells"]:
+        return record
+    curve = curve_from_cells(record["cells"])
+    refs = [b for b in config.baselines if b.get("controller") == "cmc"]
+    record["curve"] = curve
+    record["objective"], record["objective_se"] = objective_with_se(curve, config.objective, config.gamma, refs)
+    record["dominates"] = dominated_by(curve, list(config.baselines))
+    record["beta_check"] = beta_check(curve, config.beta_rel_tol)
+    if record["status"] == "beta_violation":  # judged again on the merged cells
+        record["status"], record["errors"] = "ok", [e for e in record["errors"] if "must not decrease" not in e]
+    if record["beta_check"] and record["status"] == "ok" and config.beta_policy == "reject":
+        record["status"] = "beta_violation"
+        record["errors"] = ["measured tokens must not decrease as beta grows: " + record["beta_check"][0]]
     return record
 
 
-def _score(klass: SandboxedClass, config: EvalConfig, record: dict[str, Any], *, deadline: float) -> list[dict]:
-    """Contract check and β sweep of the loaded class; fills `record`, returns the cells."""
+def merge_records(parts: list[dict[str, Any]], config: EvalConfig) -> dict[str, Any]:
+    """One record from the records of one candidate on disjoint seeds or stores (the first part's class
+    and schedule; the first failure's status; cells and evidence added up)."""
+    merged = {**parts[0], "errors": [], "grids": [], "beta_check": [], "dominates": []}
+    cells: dict[tuple, dict[str, Any]] = {}
+    for part in parts:
+        if merged["status"] in ("ok", "beta_violation") and part["status"] not in ("ok", "beta_violation"):
+            merged["status"] = part["status"]
+        merged["errors"] += [e for e in part["errors"] if e not in merged["errors"]]
+        merged["grids"] += part.get("grids") or []
+        for cell in part.get("cells") or []:
+            key = (cell["beta"], cell["store"])
+            if key in cells:
+                cells[key] = {**cells[key], **{f: cells[key][f] + cell[f]
+                                               for f in ("episodes", "correct", "tokens", "tokens_sq", "failed")}}
+            else:
+                cells[key] = dict(cell)
+    merged["errors"] = merged["errors"][:6]
+    merged["grids"] = merged["grids"][:config.grids]
+    merged["seeds"] = sorted({s for part in parts for s in part.get("seeds", [])})
+    merged["wall_s"] = round(sum(part.get("wall_s", 0.0) for part in parts), 3)
+    merged["cells"] = sorted(cells.values(), key=lambda c: (c["store"], c["beta"]))
+    merged["evidence"] = merge_evidence([part.get("evidence") for part in parts])
+    if any(c["failed"] for c in merged["cells"]) and merged["status"] == "ok":
+        merged["status"] = "failed_episodes"
+    return score_record(merged, config)
+
+
+def _score(klass: SandboxedClass, config: EvalConfig, record: dict[str, Any], evidence: Evidence, check: bool, *,
+           deadline: float) -> list[dict]:
+    """Contract check (unless `check` is off) and β sweep of the loaded class; fills `record`, returns the cells."""
     info = klass.info
     record["class"] = {"name": info.name, "entry": info.entry, "beta_range": info.beta_range,
                        "default_beta": info.default_beta, "budget_knobs": list(info.budget_knobs)}
@@ -130,8 +179,9 @@ def _score(klass: SandboxedClass, config: EvalConfig, record: dict[str, Any], *,
     for beta in config.betas:
         try:
             controllers[beta] = klass.new(beta)
-            check_sandboxed(controllers[beta], episodes=4, max_steps=config.max_steps,
-                            step_timeout_s=config.episode_timeout_s)
+            if check:
+                check_sandboxed(controllers[beta], episodes=4, max_steps=config.max_steps,
+                                step_timeout_s=config.episode_timeout_s)
         except AutoTTSError as exc:
             if klass.failure is not None:  # the worker itself failed (limits, crash): that is the status
                 raise klass.failure from None
@@ -142,8 +192,8 @@ def _score(klass: SandboxedClass, config: EvalConfig, record: dict[str, Any], *,
     for path in config.stores:
         if time.monotonic() > deadline:
             raise _Stop("timeout", f"the evaluation ran past its wall-clock limit of {config.limits.wall_s:g} s")
-        store = _STORES.get(path) or _STORES.setdefault(path, load_store(path))
-        new_cells = _sweep(klass, controllers, store, config, record, grid_beta, deadline)
+        store = STORES.get(path) or STORES.setdefault(path, load_store(path))
+        new_cells = _sweep(klass, controllers, store, config, record, evidence, grid_beta, deadline)
         cells += new_cells
         failed_total += sum(c["failed"] for c in new_cells)
         episodes_total += sum(c["episodes"] for c in new_cells)
@@ -156,7 +206,7 @@ def _score(klass: SandboxedClass, config: EvalConfig, record: dict[str, Any], *,
 
 
 def _sweep(klass: SandboxedClass, controllers: dict, store: ReplayStore, config: EvalConfig,
-           record: dict[str, Any], grid_beta: float, deadline: float) -> list[dict[str, Any]]:
+           record: dict[str, Any], evidence: Evidence, grid_beta: float, deadline: float) -> list[dict[str, Any]]:
     """Every (β, seed, question) episode of one store, all in lockstep; one cell per β."""
     env = ReplayEnv(store, max_steps=config.max_steps)
     cases = [(beta, seed, q) for beta in config.betas for seed in config.seeds for q in range(store.n_questions)]
@@ -176,12 +226,14 @@ def _sweep(klass: SandboxedClass, controllers: dict, store: ReplayStore, config:
         cell["tokens"] += tokens
         cell["tokens_sq"] += tokens * tokens
         cell["correct"] += bool(correct)
+        if error is None:
+            evidence.add(machine, store, q, seed, beta, store.golds[q], bool(correct))
         if error is not None:
             cell["failed"] += 1
             message = f"{store.name} q{q} seed {seed} beta={beta}: {error}"
             if len(record["errors"]) < 5 and not any(error in e for e in record["errors"]):
                 record["errors"].append(message)
-        elif (not correct and len(record["grids"]) < config.grids and beta == grid_beta and seed == config.seeds[0]
+        elif (not correct and len(record["grids"]) < config.grids and beta == grid_beta and seed == min(config.seeds)
               and all(g["store"] != store.name for g in record["grids"])):
             record["grids"].append({"store": store.name, "question": q, "seed": seed, "beta": beta,
                                     "text": render_grid(machine.obs, answer=machine.answer, gold=store.golds[q],

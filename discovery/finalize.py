@@ -10,17 +10,18 @@ nothing.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from .artifacts import artifact_name, write_artifact
 from .baselines import cached_points
 from .config import DiscoverConfig
-from .evaluate import EvalConfig, evaluate_source
+from .evaluate import EvalConfig
 from .explorers.base import Explorer
 from .history import History
+from .racing import RacePlan, race
 from .report import build_report, write_report
+from .runner import LocalRunner
 
 __all__ = ["compare_with_builtins", "finalize", "select_finalists"]
 
@@ -58,36 +59,37 @@ def compare_with_builtins(curve: list[dict[str, Any]], points: list[dict[str, An
     return out
 
 
-def _heldout(history: History, config: DiscoverConfig, finalists, progress: bool):
+def _heldout(history: History, config: DiscoverConfig, finalists, progress: bool, runner):
     points = cached_points(history, "heldout", config.heldout, config.betas, config.heldout_seeds,
-                           workers=config.workers, progress=progress)
+                           workers=config.workers, progress=progress, ray_address=config.ray_address)
     cache: dict[str, Any] = history.read_json("heldout.json") or {}
     ecfg = EvalConfig(stores=tuple(config.heldout), betas=tuple(config.betas), seeds=tuple(range(config.heldout_seeds)),
                       gamma=config.gamma, limits=config.limits, allow_unsandboxed=config.allow_unsandboxed or None,
-                      beta_policy="flag", grids=0, baselines=tuple(points))
+                      beta_policy="flag", grids=0, baselines=tuple(points), objective=config.objective)
     todo = [r for r, _ in finalists if r["key"] not in cache]
 
-    def run(record):
-        log.info("held-out evaluation of %s (%d stores x %d seeds)", record["id"], len(config.heldout),
-                 config.heldout_seeds)
-        body = evaluate_source(history.source(record), ecfg)
-        return record, body
+    def done(i: int, body: dict[str, Any]) -> None:
+        record = todo[i]
+        cache[record["key"]] = {"id": record["id"], "status": body["status"], "errors": body["errors"],
+                                "curve": body["curve"], "objective": body["objective"],
+                                "objective_se": body["objective_se"], "dominates": body["dominates"],
+                                "beta_check": body["beta_check"],
+                                "compare": compare_with_builtins(body["curve"], points)}
+        history.write_json("heldout.json", cache)
 
     if todo:
-        with ThreadPoolExecutor(max_workers=max(1, min(config.workers, len(todo)))) as pool:
-            for record, body in pool.map(run, todo):
-                cache[record["key"]] = {"id": record["id"], "status": body["status"], "errors": body["errors"],
-                                        "curve": body["curve"], "objective": body["objective"],
-                                        "dominates": body["dominates"], "beta_check": body["beta_check"],
-                                        "compare": compare_with_builtins(body["curve"], points)}
-                history.write_json("heldout.json", cache)
+        log.info("held-out evaluation of %s (%d stores x %d seeds)", ", ".join(r["id"] for r in todo),
+                 len(config.heldout), config.heldout_seeds)
+        race([history.source(r) for r in todo], RacePlan.make(config.heldout_seeds), ecfg,
+             lambda jobs: runner.run(jobs, ecfg), slots=runner.slots, on_final=done)
     return points, cache
 
 
 def finalize(history: History, config: DiscoverConfig, explorer: Explorer, search_points: list[dict[str, Any]], *,
-             stop_reason: str, search_wall_s: float, progress: bool) -> dict[str, Any]:
+             stop_reason: str, search_wall_s: float, progress: bool, runner=None) -> dict[str, Any]:
     finalists = select_finalists(history, config.top_k)
-    heldout_points, heldout = (_heldout(history, config, finalists, progress) if config.heldout and finalists
+    runner = runner or LocalRunner(config.workers)
+    heldout_points, heldout = (_heldout(history, config, finalists, progress, runner) if config.heldout and finalists
                                else ([], {}))
     spend = history.spend()
     artifacts = []

@@ -25,11 +25,16 @@ from autotts.controllers.atomic import write_text_atomic
 
 from .errors import RunDirError
 
-__all__ = ["History", "RunDirError", "source_key"]
+__all__ = ["History", "RunDirError", "eligible", "source_key"]
 
 
 def source_key(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+
+
+def eligible(record: dict[str, Any]) -> bool:
+    """An evaluation that may become an artifact: it ran fine and through the full sweep (not raced out)."""
+    return record["status"] == "ok" and record.get("complete", True)
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -133,7 +138,8 @@ class History:
         return record
 
     def valid(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r["status"] == "ok"]
+        """The records that may become artifacts (`eligible`)."""
+        return [r for r in self.records if eligible(r)]
 
     def best(self, n: int = 1) -> list[dict[str, Any]]:
         """The `n` best eligible records by objective (ties: earlier first)."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,12 @@ from autotts.offline.importer import find_data_files
 
 from .baselines import cached_points
 from .config import DiscoverConfig, build_explorer
-from .evaluate import EvalConfig, evaluate_source
+from .evaluate import EvalConfig
 from .explorers.base import Explorer, Session
 from .history import History, source_key
-from .objective import pareto_front
+from .objective import dominated_by, pareto_front, savings
+from .racing import RacePlan, race
+from .runner import LocalRunner
 
 __all__ = ["LoopSession", "run_discovery"]
 
@@ -38,13 +39,16 @@ log = logging.getLogger(__name__)
 
 
 class LoopSession(Session):
-    """The loop's side of one round."""
+    """The loop's side of one round: every evaluation is raced (`racing.py`) and recorded."""
 
     def __init__(self, history: History, round_no: int, explorer: Explorer, eval_config: EvalConfig,
-                 baselines: list[dict[str, Any]], config: DiscoverConfig, on_record=None) -> None:
+                 baselines: list[dict[str, Any]], config: DiscoverConfig, on_record=None, runner=None) -> None:
         self.history, self.round, self.explorer = history, round_no, explorer
         self.eval_config, self._baselines, self.config = eval_config, baselines, config
         self.gamma = config.gamma
+        self.objective = config.objective
+        self.plan = RacePlan.make(config.search_seeds, config.race_stages, config.race_eta, config.race_z)
+        self.runner = runner or LocalRunner(config.workers)
         self.submitted: tuple[str, str] | None = None
         self.evaluated: list[str] = []
         self._lock = threading.Lock()
@@ -69,13 +73,7 @@ class LoopSession(Session):
             self.history.write_source(candidate_id, source)
             return candidate_id, None
 
-    def _run(self, candidate_id: str, source: str, note: str, meta: dict[str, Any]) -> dict[str, Any]:
-        try:
-            body = evaluate_source(source, self.eval_config)
-        except Exception as exc:  # a fault of ours, not the candidate's: record it, keep the loop going
-            log.exception("evaluating %s failed", candidate_id)
-            body = {"status": "crash", "errors": [f"evaluation failed: {type(exc).__name__}: {exc}"], "curve": [],
-                    "objective": None, "grids": [], "beta_check": [], "dominates": [], "class": None}
+    def _record(self, candidate_id: str, source: str, note: str, meta: dict[str, Any], body: dict[str, Any]):
         record = {"id": candidate_id, "key": source_key(source), "round": self.round, "explorer": self.explorer.name,
                   "note": note, "meta": meta or {}, "source_file": f"candidates/{candidate_id}.py",
                   "time": datetime.now(UTC).isoformat(timespec="seconds"), **body}
@@ -95,10 +93,15 @@ class LoopSession(Session):
         results: list[dict[str, Any] | None] = [done for (_, done), _, _, _ in prepared]
         todo = [(i, cid, src, note, meta) for i, ((cid, done), src, note, meta) in enumerate(prepared) if done is None]
         if todo:
-            with ThreadPoolExecutor(max_workers=max(1, min(self.config.workers, len(todo)))) as pool:
-                futures = {i: pool.submit(self._run, cid, src, note, meta) for i, cid, src, note, meta in todo}
-                for i, future in futures.items():
-                    results[i] = future.result()
+            best = self.history.best(1)
+
+            def final(j: int, body: dict[str, Any]) -> None:
+                i, cid, src, note, meta = todo[j]
+                results[i] = self._record(cid, src, note, meta, body)
+
+            race([src for _, _, src, _, _ in todo], self.plan, self.eval_config,
+                 lambda jobs: self.runner.run(jobs, self.eval_config), incumbent=best[0] if best else None,
+                 slots=self.runner.slots, on_final=final)
         self.evaluated += [r["id"] for r in results if r]
         return [r for r in results if r is not None]
 
@@ -122,15 +125,32 @@ def store_files(paths: list[str]) -> list[str]:
 
 
 def _round_summary(history: History, round_no: int, session: LoopSession, wall: float) -> dict[str, Any]:
+    """The round in numbers, and the frontier so far (complete candidates) against the built-ins."""
     valid = history.valid()
     best = history.best(1)
     points = [{**p, "id": r["id"]} for r in valid for p in r["curve"]]
+    front = pareto_front(points)
+    mine = [r for r in history.records if r["id"] in set(session.evaluated) and r.get("round") == round_no]
+    cmc = [b for b in session.baselines() if b.get("controller") == "cmc"]
     return {"round": round_no, "evaluations": sorted(set(session.evaluated)), "wall_s": round(wall, 3),
+            "raced_out": sum(bool(r.get("raced_out")) for r in mine),
+            "complete": sum(bool(r.get("complete", r["status"] == "ok")) for r in mine),
             "submitted": session.submitted[0] if session.submitted else None,
             "best_id": best[0]["id"] if best else None, "best_objective": best[0]["objective"] if best else None,
-            "front": [{"id": p["id"], "beta": p["beta"], "acc": p["acc"], "tokens": p["tokens"]}
-                      for p in pareto_front(points)],
+            "front": [{"id": p["id"], "beta": p["beta"], "acc": p["acc"], "tokens": p["tokens"]} for p in front],
+            "front_dominates": dominated_by(front, session.baselines()),
+            "front_cmc_savings": [{"label": c["label"], "saved_pct": round(v, 2)}
+                                  for c, v in zip(cmc, savings(front, cmc), strict=True)] if front else [],
             "llm": history.spend(round_no), "time": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def make_runner(config: DiscoverConfig):
+    """Ray (`--ray`) or threads of this process."""
+    if config.ray_address is not None:
+        from .ray_eval import RayRunner
+
+        return RayRunner(config.ray_address, config.workers)
+    return LocalRunner(config.workers)
 
 
 def run_discovery(config: DiscoverConfig | None, out: str | Path, *, resume: bool = False, progress: bool = True,
@@ -149,12 +169,21 @@ def run_discovery(config: DiscoverConfig | None, out: str | Path, *, resume: boo
         history = History.create(out, config.to_json(), resume=False)
     explorer = build_explorer(config)
     explorer.check()
+    runner = make_runner(config)
+    try:
+        return _rounds(history, config, explorer, runner, start, progress)
+    finally:
+        runner.close()
+
+
+def _rounds(history: History, config: DiscoverConfig, explorer: Explorer, runner, start: float,
+            progress: bool) -> dict[str, Any]:
     search_points = cached_points(history, "search", config.data, config.betas, config.search_seeds,
-                                  workers=config.workers, progress=progress)
+                                  workers=config.workers, progress=progress, ray_address=config.ray_address)
     eval_config = EvalConfig(stores=tuple(config.data), betas=tuple(config.betas),
                              seeds=tuple(range(config.search_seeds)), gamma=config.gamma, limits=config.limits,
                              allow_unsandboxed=config.allow_unsandboxed or None, beta_policy=config.beta_policy,
-                             baselines=tuple(search_points))
+                             baselines=tuple(search_points), objective=config.objective)
     bar = _bar(config.rounds, len(history.rounds), progress)
     stop_reason = "rounds done"
 
@@ -172,7 +201,7 @@ def run_discovery(config: DiscoverConfig | None, out: str | Path, *, resume: boo
             stop_reason = "budget spent"
             break
         round_start = time.perf_counter()
-        session = LoopSession(history, round_no, explorer, eval_config, search_points, config, on_record)
+        session = LoopSession(history, round_no, explorer, eval_config, search_points, config, on_record, runner)
         explorer.run_round(session)
         history.finish_round(_round_summary(history, round_no, session, time.perf_counter() - round_start))
         best = history.best(1)
@@ -183,7 +212,7 @@ def run_discovery(config: DiscoverConfig | None, out: str | Path, *, resume: boo
     from .finalize import finalize
 
     return finalize(history, config, explorer, search_points, stop_reason=stop_reason,
-                    search_wall_s=time.perf_counter() - start, progress=progress)
+                    search_wall_s=time.perf_counter() - start, progress=progress, runner=runner)
 
 
 def _bar(total: int, done: int, enabled: bool):

@@ -1,9 +1,10 @@
-"""The run's report: report.json (everything), report.md (readable), and the evaluation report pages.
+"""The run's report: report.json (everything), report.md (readable, `report_md.py`), and the evaluation pages.
 
-Sections: how the run went (rounds, evaluations, stop reason, wall time, LLM tokens and dollars
-per round), the discovery curve (best objective and Pareto front after each round), the finalists
-(where they came from, their β curves on the search and held-out stores next to parallel_probe
-and the cmc sweep) and their code. The β curves are also written as results tables in the
+Sections: how the run went (rounds, evaluations, racing, stop reason, wall time, LLM tokens and
+dollars per round), the frontier after each round against the built-ins, the finalists (their
+mechanisms and lineage, the code diff from their parent, their trace evidence, their β curves on
+the search and held-out stores next to parallel_probe and the cmc sweep) and their code. The β
+curves are also written as results tables in the
 `autotts eval` format (search_results.csv, heldout_results.csv) and, when `autotts report`
 (offline/report.py, needs plotly) is available, rendered by it as report_search.html and
 report_heldout.html.
@@ -12,18 +13,45 @@ report_heldout.html.
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import logging
 from typing import Any
 
 from autotts.controllers.atomic import write_text_atomic
 
-__all__ = ["build_report", "write_report"]
+from .report_md import render_markdown
+
+__all__ = ["build_report", "lineage", "parent_diff", "write_report"]
 
 log = logging.getLogger(__name__)
 
 _COLUMNS = ["controller", "beta", "params", "model", "dataset", "accuracy_pct", "avg_tokens", "episodes", "failed",
             "avg_branches", "avg_probes", "wall_s", "spec", "store"]
+
+
+def lineage(history, record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The record's first-parent chain back to a seed, oldest first: (id, round, what changed)."""
+    chain, seen = [], set()
+    while record is not None and record["id"] not in seen:
+        seen.add(record["id"])
+        meta = record.get("meta") or {}
+        chain.append({"id": record["id"], "round": record.get("round"),
+                      "change": meta.get("change", record.get("note", "")), "mechanisms": meta.get("mechanisms")})
+        parents = meta.get("parents") or []
+        record = history.get(parents[0]) if parents else None
+    return chain[::-1]
+
+
+def parent_diff(history, record: dict[str, Any]) -> str | None:
+    """The unified diff of the record's code against its first parent's (None for a seed)."""
+    parents = (record.get("meta") or {}).get("parents") or []
+    parent = history.get(parents[0]) if parents else None
+    if parent is None:
+        return None
+    return "".join(difflib.unified_diff(history.source(parent).splitlines(keepends=True),
+                                        history.source(record).splitlines(keepends=True),
+                                        fromfile=f"{parent['id']}.py", tofile=f"{record['id']}.py", n=2))
 
 
 def build_report(history, config, search_points, heldout_points, heldout, artifacts, *, stop_reason: str,
@@ -34,17 +62,45 @@ def build_report(history, config, search_points, heldout_points, heldout, artifa
         record = history.get(art["id"])
         finalists.append({"id": record["id"], "round": record["round"], "why": art["why"], "artifact": art["path"],
                           "artifact_error": art["error"], "objective": record["objective"],
+                          "objective_se": record.get("objective_se"), "stages": record.get("stages", []),
                           "class": (record.get("class") or {}).get("name"), "search_curve": record["curve"],
-                          "search_dominates": record.get("dominates", []),
+                          "search_dominates": record.get("dominates", []), "evidence": record.get("evidence"),
+                          "mechanisms": (record.get("meta") or {}).get("mechanisms"),
+                          "lineage": lineage(history, record), "parent_diff": parent_diff(history, record),
                           "heldout": heldout.get(record["key"]), "source": history.source(record)})
+    records = history.records
     return {
         "config": config.to_json(), "stop_reason": stop_reason, "search_wall_s": round(search_wall_s, 1),
-        "rounds": history.rounds, "evaluations": len(history.records),
-        "statuses": _counts(r["status"] for r in history.records), "llm": spend,
+        "rounds": history.rounds, "evaluations": len(records),
+        "statuses": _counts(r["status"] for r in records), "llm": spend,
+        "racing": {"complete": sum(bool(r.get("complete", r["status"] == "ok")) for r in records),
+                   "raced_out": sum(bool(r.get("raced_out")) for r in records),
+                   "episodes": sum(c["episodes"] for r in records for c in r.get("cells") or []),
+                   "per_minute": round(60 * len(records) / search_wall_s, 2) if search_wall_s else None},
         "discovery_curve": [{"round": r["round"], "best_objective": r["best_objective"], "best_id": r["best_id"],
-                             "front": r["front"], "llm": r["llm"], "wall_s": r["wall_s"]} for r in history.rounds],
+                             "front": r["front"], "llm": r["llm"], "wall_s": r["wall_s"],
+                             "evaluated": len(r.get("evaluations", [])), "raced_out": r.get("raced_out", 0),
+                             "front_dominates": r.get("front_dominates", []),
+                             "front_cmc_savings": r.get("front_cmc_savings", [])} for r in history.rounds],
+        "mechanisms": mechanism_table(records),
         "builtins": {"search": search_points, "heldout": heldout_points}, "finalists": finalists,
     }
+
+
+def mechanism_table(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per mechanism of the block library: how many candidates used it, how many of those ran the full
+    sweep, and the best objective among them (best first)."""
+    table: dict[str, dict[str, Any]] = {}
+    for r in records:
+        for title in (r.get("meta") or {}).get("mechanisms") or []:
+            row = table.setdefault(title, {"mechanism": title, "candidates": 0, "complete": 0, "best_objective": None})
+            row["candidates"] += 1
+            if r["status"] == "ok" and r.get("complete", True):
+                row["complete"] += 1
+                if row["best_objective"] is None or r["objective"] > row["best_objective"]:
+                    row["best_objective"] = r["objective"]
+    return sorted(table.values(), key=lambda row: -(row["best_objective"] if row["best_objective"] is not None
+                                                     else float("-inf")))
 
 
 def _counts(values) -> dict[str, int]:
@@ -104,57 +160,3 @@ def write_report(history, report: dict[str, Any]) -> None:
     write_text_atomic(history.root / "report.md", render_markdown(report, pages))
 
 
-def _fmt(p: dict[str, Any] | None) -> str:
-    return "-" if not p else f"{p['acc']:.2f}% / {p['tokens']:,.0f}"
-
-
-def render_markdown(report: dict[str, Any], pages: list[str]) -> str:
-    cfg, llm = report["config"], report["llm"]
-    out = [f"# Discovery run: {cfg['explorer']} explorer", "",
-           f"* search stores: {len(cfg['data'])} ({cfg['search_seeds']} seeds), held-out stores: "
-           f"{len(cfg['heldout'])} ({cfg['heldout_seeds']} seeds), betas {cfg['betas']}, "
-           f"gamma {cfg['gamma_per_mtok']:g} accuracy points per 1M tokens",
-           f"* {len(report['rounds'])} rounds, {report['evaluations']} evaluations {report['statuses']}, "
-           f"stopped: {report['stop_reason']}; search wall time {report['search_wall_s']:.0f}s",
-           f"* LLM: {llm['calls']} calls, {llm['input_tokens']:,} input + {llm['output_tokens']:,} output tokens, "
-           f"${llm['usd']:.4f}"]
-    if pages:
-        out.append("* curves drawn by `autotts report`: " + ", ".join(f"[{p}]({p})" for p in pages))
-    out += ["", "## Discovery curve", "", "| round | best objective | best | Pareto front (acc% / tokens) | "
-            "LLM $ | wall s |", "|---|---|---|---|---|---|"]
-    for r in report["discovery_curve"]:
-        pts = r["front"]
-        shown = [pts[round(i * (len(pts) - 1) / 7)] for i in range(8)] if len(pts) > 8 else pts
-        front = f"{len(pts)} points: " + "; ".join(f"{p['acc']:.1f}/{p['tokens'] / 1000:.0f}k" for p in shown)
-        best = "-" if r["best_objective"] is None else f"{r['best_objective']:.3f}"
-        out.append(f"| {r['round']} | {best} | {r['best_id'] or '-'} | {front} | {r['llm']['usd']:.4f} | "
-                   f"{r['wall_s']:.0f} |")
-    for which in ("search", "heldout"):
-        base = report["builtins"][which]
-        if not base:
-            continue
-        out += ["", f"## β curves on the {which} stores (mean accuracy % / mean tokens per question)", ""]
-        betas = cfg["betas"]
-        out.append("| controller | " + " | ".join(f"β={b:g}" for b in betas) + " |")
-        out.append("|---" * (len(betas) + 1) + "|")
-        for f in report["finalists"]:
-            curve = f["search_curve"] if which == "search" else (f["heldout"] or {}).get("curve") or []
-            by = {p["beta"]: p for p in curve}
-            out.append(f"| {f['id']} ({', '.join(f['why'])}) | " + " | ".join(_fmt(by.get(b)) for b in betas) + " |")
-        cmc = {p["beta"]: p for p in base if p["controller"] == "cmc"}
-        if cmc:
-            out.append("| cmc | " + " | ".join(_fmt(cmc.get(b)) for b in betas) + " |")
-        for p in base:
-            if p["controller"] != "cmc":
-                out.append(f"| {p['label']} | {_fmt(p)} |" + " |" * (len(betas) - 1))
-    out += ["", "## Finalists", ""]
-    for f in report["finalists"]:
-        held = f["heldout"] or {}
-        out += [f"### {f['id']} (round {f['round']}; {', '.join(f['why'])})", "",
-                f"* artifact: `{f['artifact']}`" if f["artifact"] else f"* artifact not written: {f['artifact_error']}",
-                f"* objective on search: {f['objective']:.3f}; held-out: "
-                f"{held.get('objective') if held.get('objective') is None else round(held['objective'], 3)}",
-                f"* dominates on search: {', '.join(f['search_dominates']) or 'none'}",
-                f"* held-out vs built-ins: {held.get('compare', {})}", "", "```python", f["source"].rstrip(), "```",
-                ""]
-    return "\n".join(out) + "\n"

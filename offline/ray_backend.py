@@ -23,7 +23,7 @@ from .errors import RayUnavailableError
 from .loaded_stores import STORES
 from .store import ReplayStore
 
-__all__ = ["RayUnavailableError", "ray_session", "run_chunks_on_ray"]
+__all__ = ["RayUnavailableError", "ray_session", "run_chunks_on_ray", "without_caches"]
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def _task(run_chunk: Callable, spec: str, key: str, boxed: list[Any], seeds: lis
     return run_chunk(spec, key, seeds, opts)
 
 
-def _without_caches(store: ReplayStore) -> ReplayStore:
+def without_caches(store: ReplayStore) -> ReplayStore:
     """The store minus its per-process caches (fields left out of comparison); workers rebuild them."""
     fresh = {f.name: f.default_factory() for f in dataclasses.fields(store)
              if not f.compare and f.default_factory is not dataclasses.MISSING}
@@ -97,7 +97,7 @@ def run_chunks_on_ray(chunks: list[Chunk], stores: dict[str, ReplayStore], opts:
     """
     with ray_session(address, num_cpus) as ray:
         remote = ray.remote(num_cpus=1, max_retries=0)(_task)
-        refs = {key: ray.put(_without_caches(store)) for key, store in stores.items()}
+        refs = {key: ray.put(without_caches(store)) for key, store in stores.items()}
         pending = {remote.remote(run_chunk, spec, key, [refs[key]], seeds, opts): i
                    for i, (spec, key, seeds) in enumerate(chunks)}
         log.debug("submitted %d chunks to Ray", len(pending))

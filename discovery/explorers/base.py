@@ -21,6 +21,7 @@ class Session(ABC):
 
     round: int
     gamma: float
+    objective: str = "gamma"  # what candidates score (discovery.objective.OBJECTIVES)
 
     @abstractmethod
     def records(self) -> list[dict[str, Any]]:
@@ -32,11 +33,11 @@ class Session(ABC):
 
     @abstractmethod
     def evaluate(self, source: str, note: str = "", meta: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Evaluate one candidate (or return the earlier evaluation of identical code)."""
+        """Evaluate one candidate, raced against the best so far (or return the earlier identical one)."""
 
     @abstractmethod
     def evaluate_many(self, items: list[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
-        """Evaluate several (source, note, meta) candidates, concurrently where possible, in order."""
+        """Evaluate several (source, note, meta) candidates, raced together, concurrently, in order."""
 
     @abstractmethod
     def source_of(self, candidate_id: str) -> str | None:

@@ -15,6 +15,7 @@ from abc import abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..history import eligible
 from .accounting import Pricing
 from .base import Explorer, ExplorerError, Session
 from .prompts import SYSTEM, round_prompt
@@ -94,10 +95,10 @@ class LLMExplorer(Explorer):
     # --- the round -------------------------------------------------------------------------------
     def run_round(self, session: Session) -> None:
         records = session.records()
-        best = sorted((r for r in records if r["status"] == "ok"), key=lambda r: -r["objective"])[:2]
+        best = sorted((r for r in records if eligible(r)), key=lambda r: -r["objective"])[:2]
         sources = {r["id"]: session.source_of(r["id"]) or "" for r in best}
         prompt = round_prompt(records, session.baselines(), session.gamma, sources, session.round,
-                              self.max_evaluations)
+                              self.max_evaluations, session.objective)
         messages = self._open(SYSTEM, prompt)
         box = ToolBox(session)
         evaluations = nudges = 0
@@ -134,7 +135,7 @@ class LLMExplorer(Explorer):
             if box.submitted:
                 return
         if box.evaluated:
-            done = [r for r in session.records() if r["id"] in box.evaluated and r["status"] == "ok"]
+            done = [r for r in session.records() if r["id"] in box.evaluated and eligible(r)]
             if done:
                 session.submit(max(done, key=lambda r: r["objective"])["id"], "round ended without submit")
 

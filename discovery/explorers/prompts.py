@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..evidence import render_evidence
+from ..history import eligible
+
 __all__ = ["EXAMPLE", "SYSTEM", "render_history", "render_record", "round_prompt"]
 
 EXAMPLE = '''from autotts.controllers import Branch, Continue, GeneratorController, Prune, beta_confidence, top_two
@@ -57,9 +60,16 @@ spending (they must not decrease as beta grows). Measured tokens must not fall a
 rejected. Code runs in a sandbox without network, files or environment; crashes and illegal actions come back as
 errors.
 
-Each candidate is evaluated over a beta sweep on the search stores; a point's objective is accuracy% - gamma*tokens,
-and a candidate's objective is the mean over its sweep. Aim for curves that dominate the built-ins (more accurate
-for fewer tokens). Use the tools: evaluate_controller, inspect_trace, read_history, then submit your best candidate.
+Each candidate is evaluated over a beta sweep on the search stores; by default a point's objective is accuracy% -
+gamma*tokens, and a candidate's objective is the mean over its sweep (the round message says when the run scores
+tokens saved against the cmc sweep instead). Aim for curves that dominate the built-ins (more accurate for fewer
+tokens). Evaluations are raced: a candidate first meets a few seeds, and only one that can still beat the best
+complete candidate on the same seeds goes on to the full sweep; a raced-out candidate keeps its (noisier) scores,
+shown with their standard errors, but cannot be submitted as an artifact. Every result carries trace evidence: how
+many wrong episodes stopped too early (the branches still running would have voted the gold), pruned branches that
+would have won, never opened a branch ending on the gold, or were outvoted, and how many branches were let finish
+after the vote had settled. Use the tools: evaluate_controller, inspect_trace, read_history, then submit your best
+candidate.
 
 Example of a valid controller:
 ```python
@@ -67,10 +77,11 @@ Example of a valid controller:
 
 
 def _curve_table(curve: list[dict[str, Any]], gamma: float) -> str:
-    rows = ["beta    acc%    tokens/question   objective"]
+    rows = ["beta    acc%  ± se    tokens/question   acc - gamma*tokens"]
     for p in curve:
         beta = "-" if p["beta"] is None else f"{p['beta']:.2f}"
-        rows.append(f"{beta:<7} {p['acc']:6.2f}  {p['tokens']:>14,.0f}   {p['acc'] - gamma * p['tokens']:8.3f}")
+        se = f"{p['acc_se']:5.2f}" if p.get("acc_se") is not None else "    -"
+        rows.append(f"{beta:<7} {p['acc']:6.2f} {se}  {p['tokens']:>14,.0f}   {p['acc'] - gamma * p['tokens']:8.3f}")
     return "\n".join(rows)
 
 
@@ -79,7 +90,13 @@ def render_record(record: dict[str, Any], gamma: float, *, grids: int = 1) -> st
     head = f"candidate {record['id']}: status {record['status']}"
     if record.get("objective") is not None:
         head += f", objective {record['objective']:.3f}"
+        if record.get("objective_se"):
+            head += f" ± {record['objective_se']:.3f}"
+    if record.get("seeds") is not None:
+        head += f" ({len(record['seeds'])} seeds per store)"
     parts = [head]
+    if record.get("raced_out"):
+        parts.append(f"raced out (not run on every seed, so not eligible as an artifact): {record['raced_out']}")
     if record.get("note"):
         parts.append(f"note: {record['note']}")
     if record.get("errors"):
@@ -90,6 +107,9 @@ def render_record(record: dict[str, Any], gamma: float, *, grids: int = 1) -> st
         parts.append("beta check: " + "; ".join(record["beta_check"]))
     if record.get("dominates"):
         parts.append("dominates built-ins: " + ", ".join(record["dominates"]))
+    evidence = render_evidence(record.get("evidence"), examples=2 if grids else 0)
+    if evidence:
+        parts.append(evidence)
     for grid in (record.get("grids") or [])[:grids]:
         parts.append("a wrong episode:\n" + grid["text"])
     return "\n".join(parts)
@@ -102,17 +122,26 @@ def render_history(records: list[dict[str, Any]], baselines: list[dict[str, Any]
     for r in records:
         curve = " ".join(f"{p['acc']:.1f}/{p['tokens'] / 1000:.0f}k" for p in r.get("curve") or [])
         obj = "" if r.get("objective") is None else f"{r['objective']:.3f}"
-        lines.append(f"  {r['id']} r{r.get('round', 0)} {r['status']:<15} {obj:>8} {curve}")
+        raced = f" (raced out at {len(r.get('seeds') or [])} seeds)" if r.get("raced_out") else ""
+        lines.append(f"  {r['id']} r{r.get('round', 0)} {r['status']:<15} {obj:>8} {curve}{raced}")
     return "\n".join(lines)
 
 
+OBJECTIVE_TEXT = {
+    "gamma": "A candidate scores the mean over its beta sweep of accuracy% - gamma*tokens.",
+    "cmc-savings": ("A candidate scores the tokens it saves against the cmc sweep at matched accuracy: for every "
+                    "cmc point, the % of its tokens the candidate's curve needs to reach its accuracy (-100 if it "
+                    "never does); the objective is half the mean and half the worst of those savings."),
+}
+
+
 def round_prompt(records: list[dict[str, Any]], baselines: list[dict[str, Any]], gamma: float,
-                 sources: dict[str, str], round_no: int, max_evaluations: int) -> str:
+                 sources: dict[str, str], round_no: int, max_evaluations: int, objective: str = "gamma") -> str:
     """The user message that opens a round: history, the best candidates' code, one failure grid."""
-    parts = [f"Round {round_no}. gamma = {gamma:g} accuracy points per token. You may evaluate up to "
-             f"{max_evaluations} candidates this round, then call submit.",
+    parts = [f"Round {round_no}. gamma = {gamma:g} accuracy points per token. {OBJECTIVE_TEXT[objective]} You may "
+             f"evaluate up to {max_evaluations} candidates this round, then call submit.",
              render_history(records, baselines, gamma)]
-    best = sorted((r for r in records if r["status"] == "ok"), key=lambda r: -r["objective"])[:2]
+    best = sorted((r for r in records if eligible(r)), key=lambda r: -r["objective"])[:2]
     for r in best:
         parts.append(render_record(r, gamma, grids=1) + "\ncode:\n```python\n" + sources.get(r["id"], "") + "```")
     failed = [r for r in records if r["status"] != "ok"][-2:]

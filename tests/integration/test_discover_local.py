@@ -20,7 +20,7 @@ def test_local_discovery_emits_an_artifact_that_eval_loads(shared_replay, tmp_pa
                  "--betas", "0,0.5,1", "--top-k", "1", "--workers", "2", "--out", str(run), "--no-progress"])
     assert code == 0
     report = json.loads((run / "report.json").read_text())
-    assert len(report["rounds"]) == 2 and report["evaluations"] == 6  # four seed genomes, then two children
+    assert len(report["rounds"]) == 2 and report["evaluations"] == 4  # the first seed recipes, two a round
     finalist = report["finalists"][0]
     assert finalist["artifact"] and (run / "report.md").is_file()
     manifest = json.loads((tmp_path / finalist["artifact"] / "manifest.json").read_text())

@@ -7,6 +7,7 @@ tests/unit/test_cli.py (the local pool). Ray startup dominates the run time (~15
 from __future__ import annotations
 
 import csv
+import json
 import os
 import sys
 
@@ -85,3 +86,25 @@ def test_missing_ray_is_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     with pytest.raises(RayUnavailableError, match=r"pip install 'autotts\[ray\]'"), ray_session(""):
         pass
+
+
+def test_discover_on_ray_keeps_the_sandbox_and_gives_the_same_history(tmp_path, ray):
+    """`autotts discover --ray`: every job runs `evaluate_source` (its sandboxed worker) on a Ray worker;
+    the history written here is the one a local run writes, number for number."""
+    from autotts.discovery.config import DiscoverConfig
+    from autotts.discovery.loop import run_discovery
+
+    from tests.unit.discovery_data import tiny_store_file
+
+    store = str(tiny_store_file(tmp_path / "data", questions=2))
+    runs = {}
+    for name, address in (("local", None), ("ray", "")):
+        config = DiscoverConfig(explorer="local", data=[store], rounds=1, population=3, search_seeds=3,
+                                race_stages=[1], betas=[0.0, 1.0], workers=2, top_k=1, ray_address=address)
+        run_discovery(config, tmp_path / name, progress=False)
+        runs[name] = [json.loads(line) for line in (tmp_path / name / "history.jsonl").read_text().splitlines()]
+    assert not ray.is_initialized(), "discover must shut down the Ray instance it started"
+    keep = ("id", "key", "status", "objective", "objective_se", "cells", "evidence", "stages", "complete", "raced_out")
+    local, remote = ([{k: r.get(k) for k in keep} for r in runs[n]] for n in ("local", "ray"))
+    assert remote == local and len(local) == 3 and all(r["status"] == "ok" for r in local)
+    assert sum(r["complete"] for r in local) == 1 and all(r["stages"] for r in local)  # raced on Ray too

@@ -75,7 +75,7 @@ def _records(run: Path) -> list[dict]:
 
 def test_sigkill_mid_round_then_resume_loses_no_evaluation(tmp_path):
     store = tiny_store_file(tmp_path / "data", questions=2)
-    args = ["discover", "--explorer", "local", "--data", str(store), "--rounds", "2", "--population", "2",
+    args = ["discover", "--explorer", "local", "--data", str(store), "--rounds", "2", "--population", "4",
             "--workers", "1", "--search-seeds", "1", "--betas", "0,1", "--no-progress"]
     killed = tmp_path / "killed"
     proc = subprocess.Popen(cli(*args, "--out", str(killed)), start_new_session=True, stdout=subprocess.DEVNULL,
@@ -87,7 +87,7 @@ def test_sigkill_mid_round_then_resume_loses_no_evaluation(tmp_path):
     proc.wait()
     before = _records(killed)
     assert len(before) >= 3, "the run should have been killed after three evaluations"
-    assert not (killed / "rounds.jsonl").exists(), "the kill should land inside round 0 (four seed genomes)"
+    assert not (killed / "rounds.jsonl").exists(), "the kill should land inside round 0 (four seed recipes)"
 
     resumed = subprocess.run(cli("discover", "--resume", "--out", str(killed), "--no-progress"),
                              capture_output=True, text=True, timeout=600)
