@@ -47,9 +47,9 @@ class TrainSettings:
 
     task: str = "chain"
     seed: int = 0
-    steps: int = 600
+    steps: int = 400
     batch: int = 32
-    lr: float = 3e-3
+    lr: float = 5e-3
     slip: float = 0.04
     probe_share: float = 0.4  # fraction of sequences that are cut-off chains + a forced answer
     hidden: int = 64
