@@ -38,8 +38,17 @@ def test_closed_loop_example_runs_end_to_end(tmp_path):
     answers = summary["answers"]
     assert len(answers) == 18 and {a["arm"] for a in answers} == {"sc", "cmc", "discovered"}
     assert all(a["answer"] is not None for a in answers)
-    # the checker labelled every completion; the model is right often, not always (it really samples)
-    assert 0 < sum(a["correct"] for a in answers) < len(answers)
+    # the model really reasons and really samples: its collected traces are right often, not always
+    # (48 traces at about 0.46 single-sample accuracy, docs/tiny_model.md), and the checker agrees with the store
+    from autotts.offline.store import load_store
+    from autotts.server.tiny_task import check
+
+    store = load_store(tmp_path / "work" / "stores" / "chain" / "closed_loop.parquet")
+    verdicts = [check(store.questions[i], a) for i in range(store.n_questions) for a in store.question(i).finals]
+    assert 0.1 < sum(verdicts) / len(verdicts) < 0.9
+    assert all(check(store.questions[i], store.golds[i]) for i in range(store.n_questions))
+    # and its majority vote is right more often than a single trace
+    assert sum(a["correct"] for a in answers) / len(answers) > sum(verdicts) / len(verdicts)
 
     report = summary["ab_reports"]["sc_vs_discovered"]
     rows = {r["arm"]: r for r in report["arms"]}
