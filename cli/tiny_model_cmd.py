@@ -16,15 +16,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "(ChatML template, <think> tokens) to DIR. Needs torch, transformers and tokenizers "
                     "(installed with autotts[vllm]). Outputs are meaningless text: the model exists to "
                     "exercise the engine path (token IDs, prefix cache, probes, aborts).",
-        epilog="example:\n  autotts tiny-model /tmp/tiny && autotts serve --engine vllm-inproc --model /tmp/tiny",
+        epilog="examples:\n  autotts tiny-model /tmp/tiny && autotts serve --engine vllm-inproc --model /tmp/tiny\n"
+               "  autotts tiny-model --task chain /tmp/chain   # trained, cached by settings hash (docs/tiny_model.md)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", metavar="DIR", help="output directory (created)")
     p.add_argument("--vocab-size", type=int, default=2048, help="tokenizer and embedding size (default 2048)")
     p.add_argument("--seed", type=int, default=0, help="weight seed (default 0)")
     p.add_argument("--task", choices=("chain",), help="train on this synthetic task instead of random weights "
-                                                      "(chain: modular step chains, see docs/tiny_model.md)")
+                                                      "(chain: rounds of x*m+k mod 10, see docs/tiny_model.md)")
     p.add_argument("--steps", type=int, help="--task: optimizer steps (default: the trainer's)")
-    p.add_argument("--slip", type=float, help="--task: the teacher's per-step slip rate (default: the trainer's)")
+    p.add_argument("--slip", type=float, help="--task: the teacher's slip rate per written result "
+                                                  "(default: the trainer's)")
     p.set_defaults(run=run)
 
 
