@@ -1,4 +1,7 @@
-"""`autotts tiny-model DIR`: build the tiny random-weight Qwen3 model real vLLM can serve (no downloads)."""
+"""`autotts tiny-model [--task chain] DIR`: a tiny Qwen3 model real vLLM can serve (no downloads).
+
+Without --task the weights are random (the engine path only); `--task chain` trains one on CPU that
+solves autotts.server.tiny_task's chain problems well enough for accuracy to mean something live."""
 
 from __future__ import annotations
 
@@ -13,11 +16,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "(ChatML template, <think> tokens) to DIR. Needs torch, transformers and tokenizers "
                     "(installed with autotts[vllm]). Outputs are meaningless text: the model exists to "
                     "exercise the engine path (token IDs, prefix cache, probes, aborts).",
-        epilog="example:\n  autotts tiny-model /tmp/tiny && autotts serve --engine vllm-inproc --model /tmp/tiny",
+        epilog="examples:\n  autotts tiny-model /tmp/tiny && autotts serve --engine vllm-inproc --model /tmp/tiny\n"
+               "  autotts tiny-model --task chain /tmp/chain   # trained, cached by settings hash (docs/tiny_model.md)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", metavar="DIR", help="output directory (created)")
     p.add_argument("--vocab-size", type=int, default=2048, help="tokenizer and embedding size (default 2048)")
     p.add_argument("--seed", type=int, default=0, help="weight seed (default 0)")
+    p.add_argument("--task", choices=("chain",), help="train on this synthetic task instead of random weights "
+                                                      "(chain: rounds of x*m+k mod 10, see docs/tiny_model.md)")
+    p.add_argument("--steps", type=int, help="--task: optimizer steps (default: the trainer's)")
+    p.add_argument("--slip", type=float, help="--task: the teacher's slip rate per written result "
+                                                  "(default: the trainer's)")
     p.set_defaults(run=run)
 
 
@@ -25,8 +34,10 @@ def run(args: argparse.Namespace) -> int:
     from autotts.controllers.errors import AutoTTSError
 
     try:
-        from autotts.server.tiny_model import build_tiny_model
         start = time.perf_counter()
+        if args.task:
+            return _train(args, start)
+        from autotts.server.tiny_model import build_tiny_model
         path = build_tiny_model(args.dir, vocab_size=args.vocab_size, seed=args.seed)
     except ImportError as exc:
         raise AutoTTSError(f"tiny-model needs torch, transformers and tokenizers "
@@ -34,4 +45,24 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise AutoTTSError(f"tiny-model: {exc}") from None
     print(f"wrote {path} in {time.perf_counter() - start:.1f}s")
+    return 0
+
+
+def _train(args: argparse.Namespace, start: float) -> int:
+    from dataclasses import replace
+
+    from autotts.server.tiny_train import TrainSettings, train_chain_model
+
+    settings = TrainSettings(task=args.task, seed=args.seed)
+    extra = {k: v for k, v in (("steps", args.steps), ("slip", args.slip)) if v is not None}
+    settings = replace(settings, **extra)
+    every = max(1, settings.steps // 10)
+
+    def progress(step: int, loss: float) -> None:
+        if step % every == 0 or step == settings.steps - 1:
+            print(f"step {step + 1}/{settings.steps} loss {loss:.3f} ({time.perf_counter() - start:.0f}s)", flush=True)
+
+    path, manifest = train_chain_model(args.dir, settings, progress=progress)
+    how = "cached (same settings)" if manifest["cached"] else f"trained in {manifest['train_s']:.0f}s"
+    print(f"wrote {path}: task {args.task}, key {manifest['key']}, {how}, final loss {manifest['final_loss']}")
     return 0

@@ -1,0 +1,152 @@
+"""The trained tiny model (`autotts tiny-model --task chain`): does it reason, does voting help, do probes improve?
+
+    python benchmarks/tiny_model.py                      # trains (or reuses) the model, then samples on vLLM
+    python benchmarks/tiny_model.py --questions 60       # a quicker, noisier run
+
+1. trains the model into --workdir/model (cached by the hash of its settings; the training wall time,
+   CPU seconds and the load average during training are recorded);
+2. on vLLM's offline engine (CPU build, batched over all questions): --n samples of each of --questions
+   fresh hard-split questions at temperature 1, then a probe (the sample cut after k·Δ tokens + the
+   gateway's answer-forcing suffix) after every segment but the last, as `autotts collect` records them;
+3. single-sample accuracy (every sample's boxed answer against the exact checker), self-consistency@n
+   (majority of a question's n answers), probe accuracy by depth k, tokens per sample.
+
+Targets (issue 16): single-sample accuracy in [0.30, 0.80], sc@n at least 0.10 above it, probe accuracy
+rising with depth. They are reported as met or not; nothing is tuned to the numbers here.
+Writes benchmarks/results/tiny_model.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import itertools
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def wilson(k: int, n: int) -> list[float]:
+    if n == 0:
+        return [0.0, 1.0]
+    p, z = k / n, 1.96
+    denom = 1 + z * z / n
+    mid, half = (p + z * z / (2 * n)) / denom, z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return [round(mid - half, 4), round(mid + half, 4)]
+
+
+def sample(model: Path, rows: list[dict], n: int, delta: int, max_tokens: int) -> dict:
+    """n samples per question and a probe after every Δ tokens of each, on vLLM's offline engine (batched)."""
+    from autotts.engines.answers import final_answer, probe_answer
+    from autotts.server.tiny_task import check
+    from autotts.server.tiny_train import PROBE_SUFFIX
+    from vllm import LLM, SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    llm = LLM(model=str(model), enforce_eager=True, kv_cache_memory_bytes=256 * 2**20, block_size=32,
+              enable_prefix_caching=True, seed=0)
+    tok = llm.get_tokenizer()
+    prompts = [tok.apply_chat_template([{"role": "user", "content": r["question"]}], add_generation_prompt=True,
+                                       tokenize=True, return_dict=False) for r in rows]
+    start = time.perf_counter()
+    outs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts],
+                        SamplingParams(n=n, temperature=1.0, top_p=1.0, max_tokens=max_tokens), use_tqdm=False)
+    sample_s = time.perf_counter() - start
+    suffix = tok.encode(PROBE_SUFFIX, add_special_tokens=False)
+    single, vote, tokens = [0, 0], [0, 0], []
+    probes, where = [], []
+    for row, prompt, out in zip(rows, prompts, outs, strict=True):
+        answers = [final_answer(c.text) for c in out.outputs]
+        single[0] += sum(check(row["question"], a) for a in answers)
+        single[1] += len(answers)
+        counts = Counter(a for a in answers if a)
+        vote[0] += bool(counts) and check(row["question"], counts.most_common(1)[0][0])
+        vote[1] += 1
+        for c in out.outputs:
+            ids = list(c.token_ids)
+            tokens.append(len(ids))
+            for k in range(1, math.ceil(len(ids) / delta)):  # as collect: a probe per segment before the last
+                probes.append(TokensPrompt(prompt_token_ids=prompt + ids[:k * delta] + suffix))
+                where.append((row["question"], k))
+    start = time.perf_counter()
+    probe_outs = llm.generate(probes, SamplingParams(temperature=1.0, top_p=1.0, max_tokens=3), use_tqdm=False)
+    probe_s = time.perf_counter() - start
+    by_depth: dict[int, list[int]] = {}
+    for (question, k), out in zip(where, probe_outs, strict=True):
+        cell = by_depth.setdefault(k, [0, 0])
+        cell[0] += check(question, probe_answer(out.outputs[0].text))
+        cell[1] += 1
+    return {
+        "questions": len(rows), "samples": single[1],
+        "single_sample_accuracy": round(single[0] / single[1], 4), "single_sample_ci95": wilson(*single),
+        f"sc@{n}_accuracy": round(vote[0] / vote[1], 4), "sc_ci95": wilson(*vote),
+        "probe_accuracy_by_depth": {str(k): {"accuracy": round(c[0] / c[1], 4), "probes": c[1]}
+                                    for k, c in sorted(by_depth.items())},
+        "tokens_per_sample": round(sum(tokens) / len(tokens), 2),
+        "sample_wall_s": round(sample_s, 1), "probe_wall_s": round(probe_s, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workdir", default="/tmp/autotts-tiny-bench", help="model, stores and logs")
+    p.add_argument("--questions", type=int, default=200, help="fresh hard-split questions (default 200)")
+    p.add_argument("--n", type=int, default=16, help="traces per question (default 16)")
+    p.add_argument("--segment-tokens", type=int, default=16, help="Δ (default 16)")
+    p.add_argument("--max-tokens", type=int, default=160, help="trace cap (default 160)")
+    p.add_argument("--question-seed", type=int, default=1, help="generator seed of the question set (default 1)")
+    p.add_argument("--out", default=str(HERE / "results" / "tiny_model.json"))
+    ns = p.parse_args(argv)
+
+    from autotts.server.tiny_task import questions
+    from autotts.server.tiny_train import TrainSettings, train_chain_model
+
+    work = Path(ns.workdir)
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    model, manifest = train_chain_model(work / "model", TrainSettings())
+    train = {"settings_key": manifest["key"], "cached": manifest["cached"], "train_s": manifest["train_s"],
+             "train_cpu_s": manifest.get("train_cpu_s"), "load_avg_during_training": manifest.get("load_avg"),
+             "final_loss": manifest["final_loss"], "load_avg_before": [round(x, 2) for x in load_before],
+             "load_avg_after": [round(x, 2) for x in os.getloadavg()],
+             "this_run_wall_s": round(time.perf_counter() - wall0, 1),
+             "this_run_cpu_s": round(time.process_time() - cpu0, 1), "settings": manifest["settings"]}
+    print(f"model: {json.dumps(train)}", flush=True)
+
+    rows = questions(ns.questions, split="hard", seed=ns.question_seed)
+    load_sample = os.getloadavg()
+    metrics = sample(model, rows, ns.n, ns.segment_tokens, ns.max_tokens)
+    print(f"measured: {json.dumps(metrics)}", flush=True)
+
+    sc_key = next(k for k in metrics if k.startswith("sc@"))
+    depth = metrics["probe_accuracy_by_depth"]
+    curve = [depth[k]["accuracy"] for k in sorted(depth, key=int) if depth[k]["probes"] >= 50]
+    targets = {"single_in_0.30_0.80": 0.30 <= metrics["single_sample_accuracy"] <= 0.80,
+               "sc_at_least_plus_0.10": metrics[sc_key] - metrics["single_sample_accuracy"] >= 0.10,
+               "probe_rises_with_depth": len(curve) >= 2 and all(b >= a for a, b in itertools.pairwise(curve))}
+    result = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                          "load_avg_at_sampling": [round(x, 2) for x in load_sample],
+                          "load_avg_end": [round(x, 2) for x in os.getloadavg()]},
+              "train": train,
+              "sampling": {"engine": "vllm offline LLM (CPU build)", "questions": ns.questions, "split": "hard",
+                           "question_seed": ns.question_seed, "n": ns.n, "segment_tokens": ns.segment_tokens,
+                           "max_tokens": ns.max_tokens, "temperature": 1.0, "top_p": 1.0},
+              "metrics": metrics,
+              "targets_met": targets}
+    Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(ns.out).write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(targets), f"-> {ns.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
