@@ -25,6 +25,7 @@ from typing import Any
 
 from .actions import ACTION_TYPES, ANSWER, BRANCH, CONTINUE, PROBE, PRUNE, Answer, Branch, action_dict
 from .aggregate import majority
+from .aggregators import Aggregator, Equivalence, Vote
 from .errors import EpisodeError, IllegalActionError
 from .obs_sync import Changes
 from .observation import (
@@ -43,7 +44,7 @@ from .observation import (
 from .units import STOP, Plan, Recorded, Unit, Work, recorded_probe, recorded_units
 
 __all__ = ["LEGALITY", "MAX_STEPS", "STOP", "Changes", "EpisodeMachine", "Plan", "Recorded", "Unit", "Work",
-           "fallback_answer", "recorded_probe", "recorded_units"]
+           "fallback_answer", "recorded_probe", "recorded_units", "vote_pool"]
 
 MAX_STEPS = 10_000  # default step limit of an episode
 
@@ -68,12 +69,14 @@ _append = list.append  # the machine's way past ReadOnlyList's refusals
 _NOT_AN_ACTION = "{action!r:.80} is not an action (Branch, Continue, Probe, Prune or Answer)"
 
 
+def vote_pool(obs: Observation) -> list[str]:
+    """What the episode votes over: completed answers, else unpruned branches' latest answers."""
+    return obs.completed_answers() or [b.latest for b in obs.branches if not b.pruned and b.latest is not None]
+
+
 def fallback_answer(obs: Observation) -> str | None:
     """The vote so far: majority of completed answers, else of unpruned branches' latest answers."""
-    done = obs.completed_answers()
-    if done:
-        return majority(done)
-    return majority([b.latest for b in obs.branches if not b.pruned and b.latest is not None])
+    return majority(vote_pool(obs))
 
 
 class _Budget(Exception):
@@ -91,7 +94,8 @@ class EpisodeMachine:
                  branches_available: int | None = None, beta: float | None = None,
                  token_budget: int | None = None, budget_visible: bool = True, kappa_probe: int = 0,
                  max_steps: int = MAX_STEPS, record_trace: bool = False,
-                 recorded: Callable[[int], Recorded] | None = None, log_changes: bool = False) -> None:
+                 recorded: Callable[[int], Recorded] | None = None, log_changes: bool = False,
+                 aggregator: Aggregator | None = None) -> None:
         if kappa_probe < 0:
             raise ValueError(f"kappa_probe must be >= 0, got {kappa_probe}")
         if token_budget is not None and token_budget <= 0:
@@ -110,6 +114,27 @@ class EpisodeMachine:
         self.changes: Changes | None = Changes() if log_changes else None
         self._recorded = recorded
         self._tracks: list[Recorded] = []
+        #: how the episode votes; key aggregators map every revealed answer to its class's first answer
+        self.aggregator = aggregator or Aggregator()
+        self.equivalence: Equivalence | None = self.aggregator.equivalence()
+        self.vote: Vote | None = None  # set by `settle`
+
+    def settle(self, **inputs) -> Vote:
+        """The episode's final vote over `vote_pool` by its aggregator, once the controller answered.
+
+        Key aggregators only report it (the controller voted over classes already); model-backed ones
+        (semantic, judge) decide the answer here, from what the driver computed for `pool()`: the
+        embeddings (``vectors=``) or the judge's reply (``judge_reply=``).
+        """
+        vote = self.aggregator.vote(self.pool(), equivalence=self.equivalence, **inputs)
+        if self.aggregator.needs is not None and vote.winner is not None and not self.failed:
+            self.answer = vote.winner
+        self.vote = vote
+        return vote
+
+    def pool(self) -> list[str]:
+        """The answers the final vote counts (`vote_pool`)."""
+        return vote_pool(self.obs)
 
     # --- the two ways to run a batch -------------------------------------------------------
     def step(self, actions: Any) -> int:
@@ -260,6 +285,8 @@ class EpisodeMachine:
         set_depth(view, depth)
         if probe:
             answer = track[0][depth - 1]
+            if self.equivalence is not None:
+                answer = self.equivalence(answer)
             _append(view.answers, answer)
             _append(view.depths, depth)
             _append(view.confidences, None)
@@ -284,6 +311,7 @@ class EpisodeMachine:
         depth, latest, probes = view.depth, None, 0
         answers, depths, confidences = view.answers, view.depths, view.confidences
         shown = len(answers)
+        canon = self.equivalence
         try:
             for cost, at, answer, final, confidence in units:
                 if cost is None or (budget is not None and spent >= budget):
@@ -293,6 +321,8 @@ class EpisodeMachine:
                     depth = at
                 if answer is None:
                     continue
+                if canon is not None:
+                    answer = canon(answer)
                 _append(answers, answer)
                 _append(depths, depth)
                 _append(confidences, confidence)
