@@ -38,7 +38,7 @@ __all__ = ["AGGREGATORS", "Aggregator", "Cluster", "Equivalence", "Vote", "judge
            "parse_aggregator", "parse_judge"]
 
 AGGREGATORS = ("exact", "normalized", "math", "semantic", "judge")
-_OPTIONS = {"math": {"tolerance": 1e-6}, "semantic": {"threshold": 0.8}}
+_OPTIONS = {"math": {"tolerance": 1e-6}, "semantic": {"threshold": 0.7}}
 _WRAPPERS = re.compile(r"\\text\{([^{}]*)\}|\\mathrm\{([^{}]*)\}")
 
 

@@ -222,6 +222,11 @@ def parse_extractor(value: str | dict[str, Any] | Extractor | None, where: str =
         return value
     if value is None:
         return Extractor()
+    if isinstance(value, str) and value.lstrip().startswith("{"):  # a mapping from an env var or a header
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ExtractorError(f"{where} is not valid JSON: {exc}") from None
     spec = {"kind": value} if isinstance(value, str) else value
     if not isinstance(spec, dict):
         raise ExtractorError(f"{where} must be a name ({', '.join(EXTRACTORS)}) or a mapping, got {value!r}")

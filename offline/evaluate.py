@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from autotts.controllers.aggregators import parse_aggregator
+from autotts.controllers.errors import VoteSpecError
+from autotts.controllers.extractors import parse_extractor
 from autotts.controllers.registry import load
 
 from .env import ReplayEnv
@@ -46,6 +48,9 @@ class EvalOptions:
     #: how episodes vote (`autotts.controllers.aggregators`; None: the controller's own, else exact strings);
     #: anything but exact replays without the fast kernels
     aggregator: str | None = None
+    #: the answers a store must have been recorded with (None: whatever each store's metadata says); a
+    #: store whose answers came from another extractor stops the run before any work
+    extractor: str | None = None
     trace_seeds: tuple[int, ...] = ()
     #: run artifact code in this process, unsandboxed: only for code you wrote yourself
     in_process: bool = False
@@ -105,7 +110,7 @@ def _run_chunk(spec: str, store_key: str, seeds: list[int], opts: EvalOptions) -
     controller = load(spec, allow_code=True)
     from .fast import run_fast  # built-ins: compiled kernels, same episodes (tests/unit/test_fast_path.py)
 
-    aggregator = parse_aggregator(opts.aggregator or controller.aggregator, "aggregator")
+    aggregator = parse_aggregator(opts.aggregator or getattr(controller, "aggregator", None), "aggregator")
     fast = None if aggregator.name != "exact" else run_fast(
         controller, store, [s for s in seeds if s not in opts.trace_seeds], kappa_probe=opts.kappa_probe,
         token_budget=opts.token_budget, answer_mode=opts.answer_mode)
@@ -134,7 +139,9 @@ def evaluate(specs: list[str], stores: list[ReplayStore], opts: EvalOptions | No
     """
     opts = opts or EvalOptions()
     if parse_aggregator(opts.aggregator, "--aggregator").needs == "judge":
-        raise ValueError("--aggregator judge needs an engine to ask; replay has none (serve it with autotts serve)")
+        raise VoteSpecError("--aggregator judge needs an engine to ask; replay has none (serve it with autotts serve)")
+    if opts.extractor is not None:
+        _check_extractors(stores, opts.extractor)
     controllers = [_describe(spec, opts) for spec in specs]  # fail fast on bad specs
     cells = []
     for spec, controller in zip(specs, controllers, strict=True):
@@ -181,6 +188,16 @@ def evaluate(specs: list[str], stores: list[ReplayStore], opts: EvalOptions | No
                         failed[0].question, failed[0].seed, failed[0].error)
         out.append(cell)
     return out
+
+
+def _check_extractors(stores: list[ReplayStore], wanted: str) -> None:
+    """Every store's answers were read by the extractor `wanted` names (boxed when a store does not say)."""
+    want = parse_extractor(wanted, "--extractor")
+    for store in stores:
+        have = parse_extractor(store.meta.get("extractor"), f"{store.path}: extractor")
+        if have.kind != want.kind or (want.suffix is not None and have.probe_suffix != want.probe_suffix):
+            raise VoteSpecError(f"{store.path or store.name}: its answers were recorded with the {have.kind} extractor "
+                             f"({have.spec()}), not {want.spec()}; recorded answers cannot be read again")
 
 
 def _describe(spec: str, opts: EvalOptions) -> Any:

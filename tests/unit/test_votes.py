@@ -110,3 +110,12 @@ def test_probe_answers_are_canonicalised_for_controllers():
     env.step([load("sc:n=1").step(obs)[0].__class__(2, segments=1, probe=True)])
     assert [b.latest for b in obs.branches] == ["0.5", "0.5"]
     assert env.machine.equivalence.variants["0.5"] == ["0.5", "\\frac{1}{2}"]
+
+
+def test_the_evaluator_refuses_the_judge_and_stores_of_another_extractor():
+    store = store_in_opening_order(VARIANTS)
+    with pytest.raises(VoteSpecError, match="judge needs an engine"):
+        evaluate(["sc"], [store], EvalOptions(seeds=1, aggregator="judge"), workers=1, progress=False)
+    with pytest.raises(VoteSpecError, match="recorded with the boxed extractor"):
+        evaluate(["sc"], [store], EvalOptions(seeds=1, extractor="number"), workers=1, progress=False)
+    assert evaluate(["sc:n=7"], [store], EvalOptions(seeds=1, extractor="boxed"), workers=1, progress=False)
