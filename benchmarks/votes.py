@@ -3,7 +3,8 @@
 For each aggregator, the same `sc:n=8` chat request (8 branches of 32 tokens, seed fixed) runs through a
 gateway in front of a real vLLM CPU server with the tiny model; the JSON records the episode's engine calls
 (branches, forced probes, the judge) and the wall time of the final vote, measured around
-`Voter.settle`, next to the request's own wall time. Semantic votes are measured twice: the local
+`Voter.settle` (model-backed aggregators) or `EpisodeMachine.settle` (key aggregators; their per-answer
+classing at each reveal is not in it), next to the request's own wall time. Semantic votes are measured twice: the local
 all-MiniLM model (first call includes loading it) and a vLLM pooling server serving the same model. Each
 extractor's probe suffix is tokenized on the tiny model (a probe's extra prompt tokens).
 
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 import httpx
+from autotts.controllers.episode import EpisodeMachine
 from autotts.controllers.extractors import parse_extractor
 from autotts.server.app import build_app
 from autotts.server.config import GatewayConfig
@@ -36,12 +38,27 @@ EXTRACTORS = ["boxed", "number", "choice", {"kind": "json", "field": "answer"},
 
 
 def timed_voter(timings: list[float]) -> type[Voter]:
+    """Times `Voter.settle` (model-backed aggregators: the embeddings or judge call included)."""
     class Timed(Voter):
         async def settle(self, machine, backend):
             start = time.perf_counter()
             await super().settle(machine, backend)
             timings.append(time.perf_counter() - start)
     return Timed
+
+
+def timed_machine(timings: list[float]) -> None:
+    """Times `EpisodeMachine.settle` when the executor calls it directly (key aggregators)."""
+    plain = EpisodeMachine.settle
+
+    def settle(self, **inputs):
+        start = time.perf_counter()
+        try:
+            return plain(self, **inputs)
+        finally:
+            if not inputs and self.aggregator.needs is None:
+                timings.append(time.perf_counter() - start)
+    EpisodeMachine.settle = settle
 
 
 async def run(args) -> dict:
@@ -57,12 +74,14 @@ async def run(args) -> dict:
         timings: list[float] = []
         gateway = app.state.gateway
         gateway.voter.__class__ = timed_voter(timings)
+        timed_machine(timings)
         walls, calls = [], []
         async with app.router.lifespan_context(app), httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url="http://gw", timeout=600) as client:
             for rep in range(args.repeats):
-                body = {"model": "tiny", "seed": rep, "max_tokens": 32, "messages": [{"role": "user", "content": "2+2?"}],
-                        "tts": {"controller": "sc:n=8", "aggregator": aggregator}}
+                body = {"model": "tiny", "seed": rep, "max_tokens": 32, "tts": {"controller": "sc:n=8",
+                                                                                "aggregator": aggregator},
+                        "messages": [{"role": "user", "content": "2+2?"}]}
                 start = time.perf_counter()
                 data = (await client.post("/v1/chat/completions", json=body)).json()
                 walls.append(time.perf_counter() - start)

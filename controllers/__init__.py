@@ -11,6 +11,7 @@ artifact format. No engine, HTTP or Arrow code is imported here.
 
 from .actions import Action, Answer, Branch, Continue, Probe, Prune
 from .aggregate import first_finish, majority, top_two, vote_counts, weighted
+from .aggregators import Aggregator, parse_aggregator
 from .artifact import load_artifact_class, read_artifact, save_artifact
 from .base import Controller, GeneratorController, Param, check_schedule
 from .builtins import BUILTINS
@@ -22,6 +23,7 @@ from .errors import (
     EpisodeError,
     IllegalActionError,
 )
+from .extractors import Extractor, parse_extractor
 from .normalize import answer_key, is_correct
 from .observation import BranchView, Observation
 from .registry import available, load, parse_spec
@@ -29,6 +31,7 @@ from .registry import available, load, parse_spec
 __all__ = [
     "BUILTINS",
     "Action",
+    "Aggregator",
     "Answer",
     "ArtifactError",
     "AutoTTSError",
@@ -38,6 +41,7 @@ __all__ = [
     "Controller",
     "ControllerSpecError",
     "EpisodeError",
+    "Extractor",
     "GeneratorController",
     "IllegalActionError",
     "Observation",
@@ -53,6 +57,8 @@ __all__ = [
     "load",
     "load_artifact_class",
     "majority",
+    "parse_aggregator",
+    "parse_extractor",
     "parse_spec",
     "read_artifact",
     "save_artifact",

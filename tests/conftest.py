@@ -155,7 +155,13 @@ def minilm_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def vllm_embeddings_server(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    """A real vLLM server serving all-MiniLM-L6-v2 as a pooling model (``/v1/embeddings``) as ``minilm``."""
+    """A real vLLM server serving all-MiniLM-L6-v2 as a pooling model (``/v1/embeddings``) as ``minilm``.
+
+    $AUTOTTS_VLLM_EMBEDDINGS_URL reuses one you started yourself (``--runner pooling --served-model-name minilm``).
+    """
+    if os.environ.get("AUTOTTS_VLLM_EMBEDDINGS_URL"):
+        yield os.environ["AUTOTTS_VLLM_EMBEDDINGS_URL"].rstrip("/")
+        return
     vllm_python()
     flags = ("--runner", "pooling", "--served-model-name", "minilm", "--enforce-eager", "--kv-cache-memory-bytes",
              "268435456", "--block-size", "32")
