@@ -228,13 +228,15 @@ class EpisodeMachine:
                     raise self._fail(f"step {step}: " + LEGALITY["Branch"]["no room"].format(n=n, left=left))
                 for k in range(n):
                     view = open_branch(obs)
-                    if units_for is None:
-                        track = recorded(view.id)
-                        tracks.append(track)
-                        units = recorded_units(track, 0, action[2], action[3], seg, kappa)
+                    if units_for is not None:
+                        self._apply_units(view, units_for(i, k, action, view), revealed)
+                        continue
+                    track = recorded(view.id)
+                    tracks.append(track)
+                    if action[2] is None and not action[3]:
+                        self._full_read(view, track, revealed)
                     else:
-                        units = units_for(i, k, action, view)
-                    self._apply_units(view, units, revealed)
+                        self._apply_units(view, recorded_units(track, 0, action[2], action[3], seg, kappa), revealed)
             elif code == ANSWER:
                 if i != last:
                     raise self._fail(f"step {step}: " + LEGALITY["Answer"]["not last"])
@@ -259,6 +261,9 @@ class EpisodeMachine:
                     units = units_for(i, 0, action, view)
                 elif action[2] == 1 and code == CONTINUE and view.depth < len(tracks[b][0]):
                     self._probed_segment(view, tracks[b], action[3], revealed)
+                    units = ()
+                elif action[2] is None and code == CONTINUE and not action[3]:
+                    self._full_read(view, tracks[b], revealed)
                     units = ()
                 elif code == PROBE:
                     units = (recorded_probe(tracks[b], view.depth, kappa),)
@@ -299,6 +304,38 @@ class EpisodeMachine:
             if probe:
                 self.changes.answers.append(answer)
                 self.changes.confidences.append(None)
+
+    def _full_read(self, view: BranchView, track: Recorded, revealed: list | None) -> None:
+        """A recorded branch read to its end without probes: what ``recorded_units(track, depth, None, False)``
+        yields, applied as `_apply_units` would, without building the unit (sc, asc and esc read every branch
+        this way; the drivers' agreement test covers it, as the live replay engine always builds units)."""
+        obs, budget = self.obs, self.token_budget
+        spent = obs.tokens_spent
+        if budget is not None and spent >= budget:
+            if self.changes is not None:  # a branch opened just now is part of the observation all the same
+                self.changes.record(view, len(view.answers))
+            raise _Budget
+        probes, tokens, final = track
+        if self.equivalence is not None and final is not None:
+            final = self.equivalence(final)
+        cost = max(0, tokens - obs.segment_tokens * view.depth)
+        depth = len(probes) + 1
+        set_spent(obs, spent + cost)
+        set_tokens(view, view.tokens + cost)
+        set_depth(view, depth)
+        _append(view.answers, final)
+        _append(view.depths, depth)
+        _append(view.confidences, None)
+        set_latest(view, final)
+        set_finished(view, True)
+        set_final(view, final)
+        _append(obs.completed, view.id)
+        if revealed is not None:
+            revealed.append((view.id, final))
+        if self.changes is not None:
+            self.changes.ints += (view.id, depth, view.tokens, 1, 1)
+            self.changes.answers.append(final)
+            self.changes.confidences.append(None)
 
     def _apply_units(self, view: BranchView, units: Iterable[tuple], revealed: list | None) -> None:
         """Charge, deepen and reveal unit by unit; the budget is checked before each unit.
