@@ -165,6 +165,8 @@ class TokenBranchBackend:
         prompt = self.prompt_ids + self.tokens[branch] + self.suffix  # a copy; never appended
         result = await self._generate(branch, prompt, self.probe_max_tokens, "probe")
         text = await self.engine.detokenize(result.token_ids) if result.token_ids else ""
+        if result.finish_reason == "length":  # cut by probe_max_tokens, maybe inside a character: drop its bytes
+            text = text.rstrip("\ufffd")
         return self.extractor.probe(text), result.completion_tokens
 
     async def _finish(self, branch: int) -> tuple[str, int]:

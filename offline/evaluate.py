@@ -104,7 +104,8 @@ def _run_chunk(spec: str, store_key: str, seeds: list[int], opts: EvalOptions) -
     store = _STORES.get(store_key) or _STORES.setdefault(store_key, load_store(store_key))
     if not opts.in_process and artifact_spec(spec) is not None:
         episodes = run_sandboxed(spec, store, seeds, kappa_probe=opts.kappa_probe, token_budget=opts.token_budget,
-                                 answer_mode=opts.answer_mode, aggregator=parse_aggregator(opts.aggregator),
+                                 answer_mode=opts.answer_mode,
+                                 aggregator=None if opts.aggregator is None else parse_aggregator(opts.aggregator),
                                  trace_seeds=opts.trace_seeds, options=opts.sandbox)
         return episodes, time.perf_counter() - start
     controller = load(spec, allow_code=True)

@@ -31,10 +31,17 @@ from typing import Any
 
 import autotts.controllers
 from autotts.controllers.actions import ANSWER, from_compact
+from autotts.controllers.aggregators import parse_aggregator
 from autotts.controllers.artifact import write_artifact
 from autotts.controllers.base import check_schedule_table
 from autotts.controllers.episode import EpisodeMachine
-from autotts.controllers.errors import AutoTTSError, ControllerSpecError, EpisodeError, IllegalActionError
+from autotts.controllers.errors import (
+    AutoTTSError,
+    ControllerSpecError,
+    EpisodeError,
+    IllegalActionError,
+    VoteSpecError,
+)
 from autotts.controllers.obs_sync import ObservationSync
 
 from .channel import Worker
@@ -69,6 +76,9 @@ class ControllerInfo:
     budget_knobs: tuple[str, ...]
     schedule: list[dict[str, Any]] | None  # the β schedule on a grid, None when it failed
     schedule_error: str | None
+    #: the aggregator the class names (its spec, checked here), None for exact strings: the drivers vote with
+    #: it as they do for the same class in process, so a sandboxed artifact votes as it would unsandboxed
+    aggregator: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,21 @@ class SandboxedController:
     spec: str
     beta: float | None
     params: dict[str, Any]
+
+    @property
+    def aggregator(self) -> str | None:
+        """The aggregator its class names (`ControllerInfo.aggregator`)."""
+        return self.owner.info.aggregator
+
+
+def _aggregator(named: Any) -> str | None:
+    """The class's ``aggregator`` as a checked spec (`CandidateError` when it names none)."""
+    if named is None:
+        return None
+    try:
+        return parse_aggregator(named, "the controller's aggregator").spec
+    except VoteSpecError as exc:
+        raise CandidateError(str(exc), stage="load") from None
 
 
 def _check_reply(reply: Any, expect: type) -> Any:
@@ -131,7 +156,8 @@ class SandboxedClass:
                 description=str(info["description"]), parameters=dict(info["parameters"]),
                 beta_range=None if beta is None else (float(beta[0]), float(beta[1])),
                 default_beta=info.get("default_beta"), budget_knobs=tuple(map(str, info["budget_knobs"])),
-                schedule=reply.get("schedule"), schedule_error=reply.get("schedule_error")),
+                schedule=reply.get("schedule"), schedule_error=reply.get("schedule_error"),
+                aggregator=_aggregator(info.get("aggregator"))),
                 source, limits, allow_unsandboxed)
         except BaseException:
             worker.close()
@@ -202,7 +228,8 @@ def save_artifact(path: str | Path, source: str, *, scorecard: dict | None = Non
         raise ControllerSpecError(f"{info.name}: schedule() failed: {info.schedule_error}")
     check_schedule_table(info.name, info.schedule or [], info.budget_knobs)
     description = {"name": info.name, "version": info.version, "entry": info.entry, "description": info.description,
-                   "parameters": info.parameters, "beta_range": info.beta_range, "default_beta": info.default_beta}
+                   "parameters": info.parameters, "beta_range": info.beta_range, "default_beta": info.default_beta,
+                   "aggregator": info.aggregator}
     return write_artifact(path, source, description, info.schedule or [], scorecard=scorecard, provenance=provenance)
 
 

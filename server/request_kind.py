@@ -78,7 +78,7 @@ def vote_settings(cfg: GatewayConfig, tts: Any, selection: Selection, controller
             extractor = parse_extractor(cfg.extractor, "extractor")
             if extractor.kind == "boxed" and extractor.suffix is None:
                 extractor = Extractor(suffix=cfg.probe_suffix)  # probe_suffix: the default extractor's suffix
-        named = getattr(controller, "aggregator", None)  # served artifacts do not say
+        named = getattr(controller, "aggregator", None)  # built-ins, artifacts in process and sandboxed alike
         aggregator = parse_aggregator(asked["aggregator"] or arm.get("aggregator") or named or cfg.aggregator,
                                       "tts.aggregator" if asked["aggregator"] else "aggregator")
     except VoteSpecError as exc:

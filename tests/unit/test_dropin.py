@@ -86,6 +86,20 @@ def test_streaming_sends_the_same_content_as_deltas() -> None:
     assert "🎉" in plain["choices"][0]["message"]["content"]
 
 
+def test_a_probe_cut_inside_a_character_answers_whole_characters() -> None:
+    """A probe of 6 byte-tokens ends inside 本 (``a日本}`` is 8 bytes): its answer is ``a日``, never ``a日\ufffd``,
+    in the answer, the votes and the progress chunks alike."""
+    engine = MockEngine(continuing(THINKING + "x" * 60 + "\\boxed{a日}", probe="a日本}"))
+    tts = {"controller": "parallel_probe", "params": {"n": 2, "T": 1, "warm_up": 0, "max_steps": 3}}
+    body = post(engine, chat(seed=2, tts=tts)).json()
+    raw = post(MockEngine(continuing(THINKING + "x" * 60 + "\\boxed{a日}", probe="a日本}")),
+               chat(seed=2, stream=True, tts=tts)).text
+    assert body["tts"]["answer"] == "a日" and body["tts"]["votes"] == {"a日": 2}
+    chunks = [json.loads(line[6:]) for line in raw.splitlines() if line.startswith("data: {")]
+    assert any("progress" in c.get("tts", {}) for c in chunks)
+    assert "\ufffd" not in json.dumps([body, *chunks], ensure_ascii=False)
+
+
 @pytest.mark.parametrize(("extractor", "probe", "final", "suffix_end"), [
     ("number", "12 apples", "So we have 12.", "is "),
     ("choice", "C)", "The answer is (C).", "("),
