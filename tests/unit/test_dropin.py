@@ -180,3 +180,24 @@ def test_bad_vote_settings_are_400s_naming_the_field() -> None:
                        ({"response": "long"}, "tts.response")):
         response = post(MockEngine(continuing(FINAL)), chat(tts=tts))
         assert response.status_code == 400 and response.json()["error"]["param"].startswith(param), response.text
+
+
+def test_captured_stores_record_the_extractor_that_read_their_answers(tmp_path) -> None:
+    """Live traffic captured per extractor: a number-read episode never lands in the boxed store."""
+    from autotts.offline.store import load_store
+
+    cfg = GatewayConfig.load(overrides={**CONFIG, "capture_dir": str(tmp_path), "capture_rate": 1})
+    engine = MockEngine(continuing(THINKING + "So we have 12 apples, \\boxed{12}."))
+
+    async def go(client):
+        for extractor in ("boxed", "number"):
+            body = chat(seed=3, tts={"controller": "sc:n=2", "extractor": extractor})
+            assert (await client.post("/v1/chat/completions", json=body)).status_code == 200
+
+    run_app(build_app(gateway=Gateway(cfg, engine=engine)), go)
+    leaves = sorted(p.name for p in (tmp_path / "mock").iterdir())
+    assert leaves[0] == "seg8" and leaves[1].startswith("seg8-number-") and len(leaves) == 2
+    boxed, number = (load_store(tmp_path / "mock" / name) for name in leaves)
+    assert boxed.meta["extractor"]["kind"] == "boxed" and boxed.meta["extractor"]["suffix"].endswith("\\boxed{")
+    assert number.meta["extractor"] == {"kind": "number", "suffix": "\n</think>\n\nThe final answer is "}
+    assert number.question(0).finals == ["12", "12"]
