@@ -97,8 +97,8 @@ class Extractor:
         _, _, after = text.rpartition("</think>")
         for part in (after, text) if after != text else (text,):
             answer = getattr(self, f"_final_{self.kind}")(part)
-            if answer:
-                return answer
+            if answer and answer.strip():
+                return answer.strip()
         return None
 
     def probe(self, text: str) -> str:

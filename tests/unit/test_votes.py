@@ -23,13 +23,15 @@ from tests.helpers import short, store_in_opening_order
     ("choice", "Between (A) and (C), the answer is (C).", "C) since", "C", "C"),
     ({"kind": "regex", "pattern": r"ANSWER:\s*(\w+)"}, "ANSWER: foo then ANSWER: bar", "ANSWER: baz", "bar", "baz"),
     ({"kind": "json", "field": "result.city"}, 'x {"result": {"city": "Oslo"}} y', '"Rome"}', "Oslo", "Rome"),
+    ({"kind": "regex", "pattern": "(?s)(.+)"}, "<think>hm</think>\n\nRayleigh scattering.\n", " Blue light. ",
+     "Rayleigh scattering.", "Blue light."),  # free text: the whole answer, without the blank lines around it
 ])
 def test_extractors_read_finals_and_probes(spec, final_text, probe_text, final, probe):
     extractor = parse_extractor(spec)
     assert extractor.final(final_text) == final
     assert extractor.probe(probe_text) == probe
     assert extractor.probe("") == NO_ANSWER
-    assert extractor.final("nothing here at all") is None or extractor.kind == "choice"
+    assert extractor.final("nothing here at all") is None or extractor.kind == "choice" or spec["pattern"] == "(?s)(.+)"
 
 
 def test_probe_suffix_follows_the_extractor():
