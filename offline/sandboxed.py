@@ -91,8 +91,8 @@ def run_sandboxed(spec: str, store: ReplayStore, seeds: list[int], *, kappa_prob
     with `aggregator`, else the one the artifact's class names (as the same class would in process)."""
     options = options or SandboxOptions()
     controller = sandboxed_controller(spec, options)
-    if aggregator is None and controller.aggregator is not None:
-        aggregator = parse_aggregator(controller.aggregator)
+    if aggregator is None and controller.owner.info.aggregator is not None:
+        aggregator = parse_aggregator(controller.owner.info.aggregator)
     env = ReplayEnv(store, kappa_probe=kappa_probe, token_budget=token_budget, aggregator=aggregator)
     cases = [(seed, q) for seed in seeds for q in range(store.n_questions)]
     machines = [env.machine_for(q, seed, beta=controller.beta, record_trace=seed in trace_seeds, log_changes=True)

@@ -35,13 +35,7 @@ from autotts.controllers.aggregators import parse_aggregator
 from autotts.controllers.artifact import write_artifact
 from autotts.controllers.base import check_schedule_table
 from autotts.controllers.episode import EpisodeMachine
-from autotts.controllers.errors import (
-    AutoTTSError,
-    ControllerSpecError,
-    EpisodeError,
-    IllegalActionError,
-    VoteSpecError,
-)
+from autotts.controllers.errors import AutoTTSError, ControllerSpecError, EpisodeError, IllegalActionError
 from autotts.controllers.obs_sync import ObservationSync
 
 from .channel import Worker
@@ -76,9 +70,7 @@ class ControllerInfo:
     budget_knobs: tuple[str, ...]
     schedule: list[dict[str, Any]] | None  # the β schedule on a grid, None when it failed
     schedule_error: str | None
-    #: the aggregator the class names (its spec, checked here), None for exact strings: the drivers vote with
-    #: it as they do for the same class in process, so a sandboxed artifact votes as it would unsandboxed
-    aggregator: str | None = None
+    aggregator: str | None = None  # what the class names (checked here): drivers vote with it, as in process
 
 
 @dataclass(frozen=True)
@@ -92,19 +84,12 @@ class SandboxedController:
     beta: float | None
     params: dict[str, Any]
 
-    @property
-    def aggregator(self) -> str | None:
-        """The aggregator its class names (`ControllerInfo.aggregator`)."""
-        return self.owner.info.aggregator
-
 
 def _aggregator(named: Any) -> str | None:
     """The class's ``aggregator`` as a checked spec (`CandidateError` when it names none)."""
-    if named is None:
-        return None
     try:
-        return parse_aggregator(named, "the controller's aggregator").spec
-    except VoteSpecError as exc:
+        return None if named is None else parse_aggregator(named, "the controller's aggregator").spec
+    except ValueError as exc:
         raise CandidateError(str(exc), stage="load") from None
 
 

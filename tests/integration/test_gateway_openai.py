@@ -65,7 +65,9 @@ def test_streaming_with_usage(client, store) -> None:
 
 def test_completions_and_models(client, store) -> None:
     completion = client.completions.create(model="qwen3-8b@esc", prompt=store.questions[0], seed=0)
-    assert completion.choices[0].text == run_episode(load("esc"), ReplayEnv(store), 0, 0).answer
+    offline = run_episode(load("esc"), ReplayEnv(store), 0, 0).answer
+    assert completion.model_extra["tts"]["answer"] == offline
+    assert completion.choices[0].text == f"The answer is $\\boxed{{{offline}}}$."  # replay stores keep no text
     assert {"Qwen3-8B", "tts-cmc"} <= {m.id for m in client.models.list()}
 
 
