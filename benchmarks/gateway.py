@@ -103,7 +103,7 @@ def _time_paths(app, url: str, store, jobs: list[tuple[int, int]], spec: str) ->
 
     def unpack(r):
         data = r.json()
-        return data["choices"][0]["message"]["content"], data["usage"]["completion_tokens"]
+        return data["tts"]["answer"], data["usage"]["completion_tokens"]  # content: the answer's sentence
 
     async def asgi():
         transport = httpx.ASGITransport(app=app)

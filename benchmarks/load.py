@@ -235,13 +235,16 @@ async def _one(client: httpx.AsyncClient, harness: Harness, r: Request) -> Outco
                     out.usage_chunk, out.completion_tokens = True, chunk["usage"]["completion_tokens"]
                 for choice in chunk["choices"]:
                     content.append(choice["delta"].get("content") or "")
-                    out.finish_chunk |= choice.get("finish_reason") is not None
+                    if choice.get("finish_reason") is not None:  # the episode's report rides on the finish chunk
+                        out.finish_chunk, out.answer = True, (chunk.get("tts") or {}).get("answer")
     except httpx.HTTPError as exc:
         out.error = (f"transport: {type(exc).__name__}: {exc} (after {time.perf_counter() - start:.2f} s, "
                      f"{'after' if out.status else 'before'} the status line)")
         return out
     out.latency_s = time.perf_counter() - start
-    out.answer = "".join(content) or None
+    sentence = None if out.answer is None else f"The answer is $\\boxed{{{out.answer}}}$."
+    if "".join(content) != (sentence or "") and out.error is None:  # replay stores: content is the answer's sentence
+        out.error = f"streamed content {''.join(content)!r:.80} is not the sentence of the answer {out.answer!r}"
     if not (out.done and out.usage_chunk and out.finish_chunk) and out.error is None:
         out.error = "stream ended without finish chunk, usage chunk and [DONE]"
     return out

@@ -46,9 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=128, help="traces per question (default 128)")
     p.add_argument("--segment-tokens", type=int, default=500, metavar="Δ", help="tokens per segment (default 500)")
     p.add_argument("--max-tokens", type=int, default=40_000, help="token cap of a trace (default 40000)")
-    p.add_argument("--probe-suffix", default="\\n</think>\\n\\n\\boxed{", metavar="TEXT",
+    p.add_argument("--extractor", default="boxed", metavar="SPEC",
+                   help="how answers are read: boxed (default), number, choice, or a JSON mapping such as "
+                        "'{\"kind\": \"regex\", \"pattern\": \"ANSWER: (\\\\w+)\"}' (recorded in the store)")
+    p.add_argument("--probe-suffix", default=None, metavar="TEXT",
                    help="answer-forcing text appended to a copy of the trace for a probe; \\n and \\t are "
-                        "interpreted (default: '\\n</think>\\n\\n\\boxed{')")
+                        "interpreted (default: the extractor's, e.g. '\\n</think>\\n\\n\\boxed{' for boxed)")
     p.add_argument("--probe-max-tokens", type=int, default=8, help="tokens a probe may generate (default 8)")
     p.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (default 0.6)")
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling (default 0.95)")
@@ -111,7 +114,8 @@ async def _run(args: argparse.Namespace) -> None:
         settings = CollectSettings(
             model=model, dataset=args.dataset or Path(args.questions).name.split(".")[0], n=args.n,
             segment_tokens=args.segment_tokens, max_tokens=args.max_tokens,
-            probe_suffix=_unescape(args.probe_suffix), probe_max_tokens=args.probe_max_tokens,
+            probe_suffix=None if args.probe_suffix is None else _unescape(args.probe_suffix),
+            probe_max_tokens=args.probe_max_tokens, extractor=args.extractor,
             temperature=args.temperature, top_p=args.top_p, seed=args.seed, ignore_eos=args.ignore_eos,
             prompt_template=_unescape(args.prompt_template), chat_template_kwargs=args.chat_template_kwargs)
         meta = {"engine": args.engine, "engine_url": args.engine_url, "tokenizer": str(args.model or engine.model),

@@ -45,6 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--token-budget", type=int, default=None, help="per-episode token budget (default: none)")
     p.add_argument("--answer-mode", choices=MODES, default="exact",
                    help="correctness: exact strings (paper parity) or math equivalence (default exact)")
+    p.add_argument("--aggregator", default=None, metavar="SPEC",
+                   help="how episodes vote: exact (default; the replay table), normalized, math[:tolerance=X], "
+                        "semantic[:threshold=X] (local embedding model); see docs/serving.md")
+    p.add_argument("--extractor", default=None, metavar="SPEC",
+                   help="check that every store's answers were recorded with this extractor (autotts collect "
+                        "--extractor; stores that do not say are boxed)")
     p.add_argument("--in-process", action="store_true",
                    help="run artifact code in this process, unsandboxed (faster; only for code you wrote "
                         "yourself: artifact code can read everything this process can, gold answers included)")
@@ -70,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
                   f"(only those count toward accuracy), {m['branch_rows']} branches ({m['truncated_branches']} "
                   f"truncated), {m['min_branches']}..{m['max_branches']} per question", file=sys.stderr)
     opts = EvalOptions(seeds=args.seeds, kappa_probe=args.kappa_probe, token_budget=args.token_budget,
-                       answer_mode=args.answer_mode,
+                       answer_mode=args.answer_mode, aggregator=args.aggregator,
+                       extractor=args.extractor,
                        trace_seeds=tuple(args.trace_seeds) if args.traces_out else (), in_process=args.in_process,
                        sandbox=SandboxOptions(allow_unsandboxed=True if args.no_sandbox else None))
     start = time.perf_counter()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from .actions import Action, Answer, Branch, Continue, Probe, Prune
 from .aggregate import first_finish, majority, top_two, vote_counts, weighted
+from .aggregators import Aggregator, parse_aggregator
 from .base import Controller, GeneratorController, Param, check_schedule
 from .confidence import beta_confidence
 from .errors import (
@@ -23,6 +24,7 @@ from .errors import (
     EpisodeError,
     IllegalActionError,
 )
+from .extractors import Extractor, parse_extractor
 from .normalize import answer_key, is_correct
 from .observation import BranchView, Observation
 
@@ -48,6 +50,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "BUILTINS",
     "Action",
+    "Aggregator",
     "Answer",
     "ArtifactError",
     "AutoTTSError",
@@ -57,6 +60,7 @@ __all__ = [
     "Controller",
     "ControllerSpecError",
     "EpisodeError",
+    "Extractor",
     "GeneratorController",
     "IllegalActionError",
     "Observation",
@@ -72,6 +76,8 @@ __all__ = [
     "load",
     "load_artifact_class",
     "majority",
+    "parse_aggregator",
+    "parse_extractor",
     "parse_spec",
     "read_artifact",
     "save_artifact",

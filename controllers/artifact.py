@@ -60,7 +60,8 @@ def describe_class(cls: type[Controller]) -> dict[str, Any]:
     """What a manifest records of a controller class (its schedule table not included)."""
     return {"name": cls.name, "version": cls.version, "entry": cls.__name__, "description": cls.description,
             "parameters": {k: p.describe() for k, p in cls.parameters.items()},
-            "beta_range": None if cls.beta_range is None else list(cls.beta_range), "default_beta": cls.default_beta}
+            "beta_range": None if cls.beta_range is None else list(cls.beta_range), "default_beta": cls.default_beta,
+            "aggregator": cls.aggregator}
 
 
 def save_artifact(path: str | Path, source: str, *, entry: str | None = None, scorecard: dict | None = None,
@@ -86,6 +87,7 @@ def write_artifact(path: str | Path, source: str, info: dict[str, Any], schedule
         "format": ARTIFACT_FORMAT, "name": info["name"], "version": info["version"], "entry": info["entry"],
         "description": info.get("description", ""), "sha256": source_hash(source),
         "parameters": info.get("parameters", {}),
+        **({"aggregator": info["aggregator"]} if info.get("aggregator") else {}),  # what the class votes with
         "beta": None if beta is None else {"range": list(beta), "default": info.get("default_beta")},
         "schedule": schedule[:: max(1, len(schedule) // 10)] if schedule else [],
         "scorecard": scorecard or {}, "provenance": provenance or {},

@@ -86,6 +86,9 @@ class Controller:
     name: ClassVar[str] = "controller"
     version: ClassVar[str] = "1"
     description: ClassVar[str] = ""
+    #: the aggregator the controller's votes are meant for (``"math"``, ``"semantic"``...; None: exact strings,
+    #: or whatever the request, arm or config names); `autotts.controllers.aggregators`
+    aggregator: ClassVar[str | None] = None
     parameters: ClassVar[dict[str, Param]] = {}
     #: closed interval of β, or None when the controller has no β parameterisation
     beta_range: ClassVar[tuple[float, float] | None] = None

@@ -25,13 +25,13 @@ from typing import Any
 
 from .actions import ACTION_TYPES, ANSWER, BRANCH, CONTINUE, PROBE, PRUNE, Answer, Branch, action_dict
 from .aggregate import majority
+from .aggregators import Aggregator, Equivalence, Vote
 from .errors import EpisodeError, IllegalActionError
 from .obs_sync import Changes
 from .observation import (
     BranchView,
     Observation,
     open_branch,
-    open_finished_branch,
     set_depth,
     set_final,
     set_finished,
@@ -41,10 +41,11 @@ from .observation import (
     set_step,
     set_tokens,
 )
+from .shortcuts import RecordedShortcuts, _Budget
 from .units import STOP, Plan, Recorded, Unit, Work, recorded_probe, recorded_units
 
 __all__ = ["LEGALITY", "MAX_STEPS", "STOP", "Changes", "EpisodeMachine", "Plan", "Recorded", "Unit", "Work",
-           "fallback_answer", "recorded_probe", "recorded_units"]
+           "fallback_answer", "recorded_probe", "recorded_units", "vote_pool"]
 
 MAX_STEPS = 10_000  # default step limit of an episode
 
@@ -69,19 +70,17 @@ _append = list.append  # the machine's way past ReadOnlyList's refusals
 _NOT_AN_ACTION = "{action!r:.80} is not an action (Branch, Continue, Probe, Prune or Answer)"
 
 
+def vote_pool(obs: Observation) -> list[str]:
+    """What the episode votes over: completed answers, else unpruned branches' latest answers."""
+    return obs.completed_answers() or [b.latest for b in obs.branches if not b.pruned and b.latest is not None]
+
+
 def fallback_answer(obs: Observation) -> str | None:
     """The vote so far: majority of completed answers, else of unpruned branches' latest answers."""
-    done = obs.completed_answers()
-    if done:
-        return majority(done)
-    return majority([b.latest for b in obs.branches if not b.pruned and b.latest is not None])
+    return majority(vote_pool(obs))
 
 
-class _Budget(Exception):
-    """The token budget was reached before a unit: the episode ends with the vote so far."""
-
-
-class EpisodeMachine:
+class EpisodeMachine(RecordedShortcuts):
     """The rules of one episode over one observation (see the module docstring).
 
     `recorded(branch_id)` (replay) returns the recorded trajectory of each branch as it is opened;
@@ -92,7 +91,8 @@ class EpisodeMachine:
                  branches_available: int | None = None, beta: float | None = None,
                  token_budget: int | None = None, budget_visible: bool = True, kappa_probe: int = 0,
                  max_steps: int = MAX_STEPS, record_trace: bool = False,
-                 recorded: Callable[[int], Recorded] | None = None, log_changes: bool = False) -> None:
+                 recorded: Callable[[int], Recorded] | None = None, log_changes: bool = False,
+                 aggregator: Aggregator | None = None) -> None:
         if kappa_probe < 0:
             raise ValueError(f"kappa_probe must be >= 0, got {kappa_probe}")
         if token_budget is not None and token_budget <= 0:
@@ -111,6 +111,27 @@ class EpisodeMachine:
         self.changes: Changes | None = Changes() if log_changes else None
         self._recorded = recorded
         self._tracks: list[Recorded] = []
+        #: how the episode votes; key aggregators map every revealed answer to its class's first answer
+        self.aggregator = aggregator or Aggregator()
+        self.equivalence: Equivalence | None = self.aggregator.equivalence()
+        self.vote: Vote | None = None  # set by `settle`
+
+    def settle(self, **inputs) -> Vote:
+        """The episode's final vote over `vote_pool` by its aggregator, once the controller answered.
+
+        Key aggregators only report it (the controller voted over classes already); model-backed ones
+        (semantic, judge) decide the answer here, from what the driver computed for `pool()`: the
+        embeddings (``vectors=``) or the judge's reply (``judge_reply=``).
+        """
+        vote = self.aggregator.vote(self.pool(), equivalence=self.equivalence, **inputs)
+        if self.aggregator.needs is not None and vote.winner is not None and not self.failed:
+            self.answer = vote.winner
+        self.vote = vote
+        return vote
+
+    def pool(self) -> list[str]:
+        """The answers the final vote counts (`vote_pool`)."""
+        return vote_pool(self.obs)
 
     # --- the two ways to run a batch -------------------------------------------------------
     def step(self, actions: Any) -> int:
@@ -252,85 +273,6 @@ class EpisodeMachine:
                 trace.append({"step": step, "action": action_dict(action), "revealed": revealed,
                               "cost": obs.tokens_spent - spent, "tokens": obs.tokens_spent})
 
-    def _probed_segment(self, view: BranchView, track: Recorded, probe: bool, revealed: list | None) -> None:
-        """One segment of a recorded branch that has probes left: what ``recorded_units(track, depth, 1, probe)``
-        yields, applied as `_apply_units` would, without building the unit (the replay driver's commonest
-        action; the drivers' agreement test covers it, as the live replay engine always builds units)."""
-        obs, budget = self.obs, self.token_budget
-        spent = obs.tokens_spent
-        if budget is not None and spent >= budget:
-            raise _Budget
-        depth = view.depth + 1
-        cost = obs.segment_tokens + self.kappa_probe if probe else obs.segment_tokens
-        set_spent(obs, spent + cost)
-        set_tokens(view, view.tokens + cost)
-        set_depth(view, depth)
-        if probe:
-            answer = track[0][depth - 1]
-            _append(view.answers, answer)
-            _append(view.depths, depth)
-            _append(view.confidences, None)
-            set_latest(view, answer)
-            self.probes += 1
-            if revealed is not None:
-                revealed.append((view.id, answer))
-        if self.changes is not None:
-            self.changes.ints += (view.id, depth, view.tokens, 0, 1 if probe else 0)
-            if probe:
-                self.changes.answers.append(answer)
-                self.changes.confidences.append(None)
-
-    def _open_read(self, n: int, revealed: list | None) -> None:
-        """`n` new recorded branches, each read to its end without probes (``Branch(n, None, False)``):
-        `_full_read` of a branch just opened, each built finished in one go (`open_finished_branch`)."""
-        obs, budget, changes, tracks, recorded = self.obs, self.token_budget, self.changes, self._tracks, self._recorded
-        for _ in range(n):
-            track = recorded(len(obs.branches))
-            tracks.append(track)
-            spent = obs.tokens_spent
-            if budget is not None and spent >= budget:
-                self._full_read(open_branch(obs), track, revealed)  # opened all the same, then out of budget
-            probes, tokens, final = track
-            depth, tokens = len(probes) + 1, max(0, tokens)
-            set_spent(obs, spent + tokens)
-            view = open_finished_branch(obs, depth, tokens, final)
-            if revealed is not None:
-                revealed.append((view.id, final))
-            if changes is not None:
-                changes.ints += (view.id, depth, tokens, 1, 1)
-                changes.answers.append(final)
-                changes.confidences.append(None)
-
-    def _full_read(self, view: BranchView, track: Recorded, revealed: list | None) -> None:
-        """A recorded branch read to its end without probes: what ``recorded_units(track, depth, None, False)``
-        yields, applied as `_apply_units` would, without building the unit (sc, asc and esc read every branch
-        this way; the drivers' agreement test covers it, as the live replay engine always builds units)."""
-        obs, budget = self.obs, self.token_budget
-        spent = obs.tokens_spent
-        if budget is not None and spent >= budget:
-            if self.changes is not None:  # a branch opened just now is part of the observation all the same
-                self.changes.record(view, len(view.answers))
-            raise _Budget
-        probes, tokens, final = track
-        cost = max(0, tokens - obs.segment_tokens * view.depth)
-        depth = len(probes) + 1
-        set_spent(obs, spent + cost)
-        set_tokens(view, view.tokens + cost)
-        set_depth(view, depth)
-        _append(view.answers, final)
-        _append(view.depths, depth)
-        _append(view.confidences, None)
-        set_latest(view, final)
-        set_finished(view, True)
-        set_final(view, final)
-        _append(obs.completed, view.id)
-        if revealed is not None:
-            revealed.append((view.id, final))
-        if self.changes is not None:
-            self.changes.ints += (view.id, depth, view.tokens, 1, 1)
-            self.changes.answers.append(final)
-            self.changes.confidences.append(None)
-
     def _apply_units(self, view: BranchView, units: Iterable[tuple], revealed: list | None) -> None:
         """Charge, deepen and reveal unit by unit; the budget is checked before each unit.
 
@@ -342,6 +284,7 @@ class EpisodeMachine:
         depth, latest, probes = view.depth, None, 0
         answers, depths, confidences = view.answers, view.depths, view.confidences
         shown = len(answers)
+        canon = self.equivalence
         try:
             for cost, at, answer, final, confidence in units:
                 if cost is None or (budget is not None and spent >= budget):
@@ -351,6 +294,8 @@ class EpisodeMachine:
                     depth = at
                 if answer is None:
                     continue
+                if canon is not None:
+                    answer = canon(answer)
                 _append(answers, answer)
                 _append(depths, depth)
                 _append(confidences, confidence)

@@ -7,6 +7,7 @@ onto the tree where they enter, with ``raise … from``. The whole tree:
     AutoTTSError                         autotts.controllers.errors (this module)
     ├── ControllerSpecError              bad controller name, parameter, β or artifact spec (also a ValueError)
     ├── ArtifactError                    artifact missing, corrupt, hash mismatch, code not allowed
+    ├── VoteSpecError                    bad answer extractor or aggregator spec (also a ValueError)
     ├── IllegalActionError               a controller asked for something the episode state forbids
     ├── ObservationReadOnlyError         a controller tried to change its observation (also an AttributeError)
     ├── EpisodeError                     a controller crashed, stalled or never answered
@@ -16,6 +17,7 @@ onto the tree where they enter, with ``raise … from``. The whole tree:
     ├── CollectError                     · collection cannot start or resume, or an engine call failed
     ├── RayUnavailableError              · --ray asked for, Ray missing or unreachable
     ├── ReportError                      · a report's inputs (results, episodes, traces, metrics) are unusable
+    ├── EmbeddingsUnavailable            · the local sentence-embedding model is not installed
     ├── DiscoverConfigError              autotts.discovery.errors: a discover setting is bad
     ├── RunDirError                      · a run directory cannot be created, read or resumed
     ├── ExplorerError                    · an explorer (model API, tool use) failed
@@ -50,6 +52,7 @@ __all__ = [
     "EpisodeTimeout",
     "IllegalActionError",
     "ObservationReadOnlyError",
+    "VoteSpecError",
 ]
 
 
@@ -63,6 +66,10 @@ class ControllerSpecError(AutoTTSError, ValueError):
 
 class ArtifactError(AutoTTSError):
     """A controller artifact cannot be loaded."""
+
+
+class VoteSpecError(AutoTTSError, ValueError):
+    """An answer extractor or aggregator spec is not acceptable; the message names the field."""
 
 
 class IllegalActionError(AutoTTSError):

@@ -13,7 +13,7 @@ import threading
 from contextlib import suppress
 from functools import lru_cache
 
-__all__ = ["MODES", "answer_key", "is_correct"]
+__all__ = ["MODES", "answer_key", "is_correct", "math_key", "numeric_value"]
 
 MODES = ("exact", "math")
 
@@ -40,7 +40,9 @@ def _parse(text: str) -> tuple:
 
 
 @lru_cache(maxsize=65536)
-def _math_key(text: str) -> str:
+def math_key(text: str) -> str:
+    """The answer's class under math equivalence: its simplified math form (numbers as exact rationals),
+    else the stripped text."""
     parsed = _parse(text.strip())
     if not parsed:
         return text.strip()
@@ -53,10 +55,23 @@ def _math_key(text: str) -> str:
     return str(expr)
 
 
+@lru_cache(maxsize=65536)
+def numeric_value(text: str) -> float | None:
+    """The answer's value as a float when it is a plain number (``\\frac{1}{2}`` → 0.5), else None."""
+    parsed = _parse(text.strip())
+    if not parsed or not getattr(parsed[0], "is_number", False):
+        return None
+    try:
+        value = float(parsed[0])
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return value if value == value else None
+
+
 def answer_key(mode: str = "exact"):
     """A function mapping an answer to its equivalence class under `mode` (None for exact)."""
     _check_mode(mode)
-    return None if mode == "exact" else _math_key
+    return None if mode == "exact" else math_key
 
 
 def is_correct(answer: str | None, gold: str, mode: str = "exact") -> bool:

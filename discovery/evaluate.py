@@ -22,11 +22,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from autotts.controllers.aggregators import parse_aggregator
 from autotts.controllers.base import check_schedule_table
 from autotts.controllers.errors import AutoTTSError, ControllerSpecError
 from autotts.controllers.normalize import is_correct
 from autotts.offline.check import check_sandboxed
 from autotts.offline.env import ReplayEnv
+from autotts.offline.episode import settle
 from autotts.offline.store import ReplayStore, load_store
 from autotts.sandbox import Limits, WorkerError
 from autotts.sandbox.remote import CandidateError, SandboxedClass, failure_kind, run_lockstep
@@ -161,7 +163,8 @@ def _score(klass: SandboxedClass, config: EvalConfig, record: dict[str, Any], ev
     """Contract check (unless `check` is off) and β sweep of the loaded class; fills `record`, returns the cells."""
     info = klass.info
     record["class"] = {"name": info.name, "entry": info.entry, "beta_range": info.beta_range,
-                       "default_beta": info.default_beta, "budget_knobs": list(info.budget_knobs)}
+                       "default_beta": info.default_beta, "budget_knobs": list(info.budget_knobs),
+                       "aggregator": info.aggregator}
     if info.beta_range is None or not info.budget_knobs:
         raise _Stop("no_beta", "a candidate must be beta-parameterised: set beta_range, default_beta, a "
                                "schedule(beta) returning its knobs, and list the knobs that bound spending in "
@@ -207,8 +210,10 @@ def _score(klass: SandboxedClass, config: EvalConfig, record: dict[str, Any], ev
 
 def _sweep(klass: SandboxedClass, controllers: dict, store: ReplayStore, config: EvalConfig,
            record: dict[str, Any], evidence: Evidence, grid_beta: float, deadline: float) -> list[dict[str, Any]]:
-    """Every (β, seed, question) episode of one store, all in lockstep; one cell per β."""
-    env = ReplayEnv(store, max_steps=config.max_steps)
+    """Every (β, seed, question) episode of one store, all in lockstep; one cell per β. Episodes vote with
+    the aggregator the candidate's class names, as `autotts eval` and the gateway would."""
+    named = klass.info.aggregator
+    env = ReplayEnv(store, max_steps=config.max_steps, aggregator=None if named is None else parse_aggregator(named))
     cases = [(beta, seed, q) for beta in config.betas for seed in config.seeds for q in range(store.n_questions)]
     machines = [env.machine_for(q, seed, beta=controllers[beta].beta, log_changes=True) for beta, seed, q in cases]
     errors = run_lockstep([(m, controllers[beta]) for (beta, _, _), m in zip(cases, machines, strict=True)],
@@ -220,6 +225,8 @@ def _sweep(klass: SandboxedClass, controllers: dict, store: ReplayStore, config:
     cells = {beta: {"beta": beta, "store": store.path, "model": store.model, "dataset": store.dataset,
                     "episodes": 0, "correct": 0, "tokens": 0, "tokens_sq": 0, "failed": 0} for beta in config.betas}
     for (beta, seed, q), machine, error in zip(cases, machines, errors, strict=True):
+        if error is None and machine.done and machine.aggregator.needs is not None:
+            error = settle(machine)  # semantic: local embeddings; judge: refused (no engine in replay)
         cell, tokens = cells[beta], machine.obs.tokens_spent
         correct = error is None and is_correct(machine.answer, store.golds[q])
         cell["episodes"] += 1

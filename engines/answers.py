@@ -1,9 +1,9 @@
-r"""Reading answers out of generated text: the final answer of a branch and the answer a probe forced.
+r"""Reading a branch: its answer (through the request's extractor) and its thinking block, on token IDs.
 
-A probe appends an answer-forcing suffix (by default the end of the thinking block and an opened
-``\boxed{``) to a copy of the branch, so the probe's few new tokens are the inside of the box up to
-its closing brace. A finished branch's answer is its last ``\boxed{…}``. "ERR" marks a text with no
-extractable answer, as in the recorded replay stores.
+The readers themselves are the SDK's (`autotts.controllers.extractors`); this module keeps the math
+defaults as functions, and splits a branch *on its token IDs* at the end of its thinking block, so the
+text a response carries is decoded from the IDs the gateway holds, never from an engine's text (vLLM
+can leak prompt text when a token-ID prompt ends inside a multi-byte character).
 
 >>> probe_answer("42} and more")
 '42'
@@ -11,53 +11,38 @@ extractable answer, as in the recorded replay stores.
 '\\frac{1}{2}'
 >>> split_reasoning("<think>\nhmm\n</think>\n\nDone.")
 ('hmm', 'Done.')
+>>> split_tokens([5, 1, 2, 9, 3, 4], [9])
+([5, 1, 2], [3, 4])
+>>> split_tokens([1, 2], [9]), split_tokens([1, 2], [9], thinking=False)
+(([1, 2], None), (None, [1, 2]))
 """
 
 from __future__ import annotations
 
-__all__ = ["NO_ANSWER", "final_answer", "probe_answer", "split_reasoning"]
+from autotts.controllers.extractors import NO_ANSWER, Extractor, split_thinking
 
-NO_ANSWER = "ERR"
-_BOX = "\\boxed{"
+__all__ = ["NO_ANSWER", "final_answer", "probe_answer", "split_reasoning", "split_tokens"]
 
-
-def _closing(text: str, start: int) -> int:
-    """Index of the brace closing the group opened just before `start`, or -1."""
-    depth = 1
-    for i in range(start, len(text)):
-        c = text[i]
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return i
-    return -1
+_BOXED = Extractor()
+final_answer = _BOXED.final
+probe_answer = _BOXED.probe
+split_reasoning = split_thinking
 
 
-def final_answer(text: str) -> str | None:
-    """The content of the last complete ``\\boxed{…}`` after the thinking block (else anywhere)."""
-    _, _, after = text.rpartition("</think>")
-    for part in (after, text):
-        start = part.rfind(_BOX)
-        while start >= 0:
-            end = _closing(part, start + len(_BOX))
-            if end >= 0:
-                return part[start + len(_BOX):end].strip() or None
-            start = part.rfind(_BOX, 0, start)
-    return None
+def split_tokens(ids: list[int], end: list[int], *, thinking: bool = True,
+                 start: list[int] | None = None) -> tuple[list[int] | None, list[int] | None]:
+    """(reasoning IDs, content IDs) of a branch, as vLLM's reasoning parsers split it.
 
-
-def probe_answer(text: str) -> str:
-    """The answer a probe produced after the suffix opened a box: up to the closing brace."""
-    end = _closing(text, 0)
-    answer = (text if end < 0 else text[:end]).strip()
-    return answer or NO_ANSWER
-
-
-def split_reasoning(text: str) -> tuple[str, str]:
-    """(reasoning inside the thinking block, text after it); no block → ("", text)."""
-    head, sep, tail = text.partition("</think>")
-    if not sep:
-        return "", text.strip()
-    return head.replace("<think>", "", 1).strip(), tail.strip()
+    The thinking block ends at the first `end` sequence (``</think>``); a leading `start` (``<think>``) is
+    dropped. No end: the branch is still thinking, all reasoning and no content; `thinking` False (the
+    template closed the block already, ``enable_thinking: false``) or no `end` known: all content.
+    """
+    if not thinking or not end:
+        return None, list(ids)
+    if start and ids[:len(start)] == start:
+        ids = ids[len(start):]
+    n = len(end)
+    for i in range(len(ids) - n + 1):
+        if ids[i:i + n] == end:
+            return ids[:i], ids[i + n:] or None
+    return list(ids), None

@@ -1,15 +1,16 @@
 """Branch backends: what one controller action does to one branch, as a list of `Unit`s.
 
 The executor drives a *branch backend*, not an engine: `BranchBackend` is its branch-level view of
-where branches run, `open(b)`, `decode(b, segments, probe)`, `probe(b)`, `reasoning(b)`, one level above
+where branches run, `open(b)`, `decode(b, segments, probe)`, `probe(b)`, `finish(b)`, `text(b)`, one level above
 the engine seam (`TokenEngine`: single token calls). Each call returns the `Unit`s it produced (one per
 decoded segment or probe) and the episode machine applies them in action order, checking the token
 budget before each unit exactly as in replay (`autotts.controllers.episode`). Two backends:
 
 * `TokenBranchBackend` (here) runs a branch on any `TokenEngine`: a segment is one `generate` call on
   prompt + branch IDs with ``max_tokens=Δ`` (a prefix-cache hit on the engine); a probe is one short
-  call on a *copy* of the branch plus the answer-forcing suffix, its answer extracted and never
-  appended; a branch finishes on EOS (``finish_reason == "stop"``) or at its token cap.
+  call on a *copy* of the branch plus the extractor's answer-forcing suffix, its answer read from the
+  probe's own token IDs and never appended; a branch finishes on EOS (``finish_reason == "stop"``) or at
+  its token cap. All text is decoded from the token IDs held here, never taken from an engine's text.
 * `autotts.server.replay.ReplayBranchBackend` answers from a replay store with the episode machine's recorded costs.
 
 Every engine call is added to the backend's `Ledger`, which becomes the response's `usage`.
@@ -35,10 +36,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from autotts.controllers.episode import STOP, Unit
+from autotts.controllers.extractors import Extractor
 from autotts.controllers.observation import BranchView
 
-from .answers import final_answer, probe_answer, split_reasoning
 from .base import GenerateResult, Sampling, TokenEngine, branch_seed
+
+#: splits a branch's token IDs into (reasoning IDs, content IDs) (`answers.split_tokens` with the model's tokens)
+Splitter = Callable[[list[int]], "tuple[list[int] | None, list[int] | None]"]
 
 __all__ = ["OVERLAP", "BranchBackend", "Ledger", "TokenBranchBackend"]
 
@@ -58,14 +62,16 @@ class Ledger:
     probe_tokens: int = 0
     cached_tokens: int = 0
     overshoot_tokens: int = 0  # decoded ahead and then not used (a prune, the episode's end); in decode_tokens
+    final_calls: int = 0  # engine calls after the controller answered: finishing the winner, a judge
+    final_tokens: int = 0
 
     @property
     def completion_tokens(self) -> int:
-        return self.decode_tokens + self.probe_tokens
+        return self.decode_tokens + self.probe_tokens + self.final_tokens
 
     @property
     def calls(self) -> int:
-        return self.decode_calls + self.probe_calls
+        return self.decode_calls + self.probe_calls + self.final_calls
 
     def add(self, kind: str, prompt: int, completion: int, cached: int) -> None:
         self.prompt_tokens += prompt
@@ -73,6 +79,9 @@ class Ledger:
         if kind == "probe":
             self.probe_calls += 1
             self.probe_tokens += completion
+        elif kind == "final":
+            self.final_calls += 1
+            self.final_tokens += completion
         else:
             self.decode_calls += 1
             self.decode_tokens += completion
@@ -101,7 +110,17 @@ class BranchBackend(Protocol):
 
     async def probe(self, branch: int) -> list[Unit]: ...
 
-    async def reasoning(self, branch: int) -> str | None: ...
+    async def finish(self, branch: int) -> None:
+        """Decode an unfinished branch to its end (EOS or its token cap), for a response's full text."""
+        ...
+
+    async def text(self, branch: int, split: Splitter | None) -> tuple[str | None, str | None, list[int]]:
+        """(content, reasoning, token IDs) of a branch, decoded from its token IDs (None where there is no text)."""
+        ...
+
+    async def ask(self, prompt: str, max_tokens: int) -> str:
+        """One more call on the request's engine with a new chat (a judge's), its reply decoded from IDs."""
+        ...
 
     def decoded_tokens(self, view: BranchView) -> int:
         """Tokens the branch behind `view` generated, probes excluded (what a captured store records)."""
@@ -120,7 +139,7 @@ class TokenBranchBackend:
     def __init__(self, engine: TokenEngine, prompt_ids: list[int], *, segment_tokens: int,
                  probe_suffix_ids: list[int], probe_max_tokens: int, max_branch_tokens: int,
                  sampling: Sampling, seed: int, request_id: str, max_branches: int | None = None,
-                 token_budget: int | None = None, overlap: str = "probe") -> None:
+                 token_budget: int | None = None, overlap: str = "probe", extractor: Extractor | None = None) -> None:
         if segment_tokens < 1 or probe_max_tokens < 1 or max_branch_tokens < 1:
             raise ValueError("segment_tokens, probe_max_tokens and max_branch_tokens must be >= 1")
         self.engine = engine
@@ -134,12 +153,13 @@ class TokenBranchBackend:
         self.request_id = request_id
         self.branches_available = max_branches
         self.token_budget = token_budget
+        self.extractor = extractor or Extractor()
         self.ledger = Ledger()
         self.on_call: Callable[[], None] | None = None
         self.tokens: dict[int, list[int]] = {}
         self.depth: dict[int, int] = {}
+        self.finished: set[int] = set()
         self._calls: dict[int, int] = {}
-        self._texts: dict[int, str] = {}
         if overlap not in OVERLAP:
             raise ValueError(f"overlap must be one of {', '.join(OVERLAP)}, got {overlap!r}")
         self.overlap = overlap
@@ -176,7 +196,10 @@ class TokenBranchBackend:
     async def _probe(self, branch: int, call: int | None = None) -> tuple[str, int]:
         prompt = self.prompt_ids + self.tokens[branch] + self.suffix  # a copy; never appended
         result = await self._generate(branch, prompt, self.probe_max_tokens, "probe", call)
-        return probe_answer(result.text), result.completion_tokens
+        text = await self.engine.detokenize(result.token_ids) if result.token_ids else ""
+        if result.finish_reason == "length":  # cut by probe_max_tokens, maybe inside a character: drop its bytes
+            text = text.rstrip("\ufffd")
+        return self.extractor.probe(text), result.completion_tokens
 
     def _start_ahead(self, branch: int) -> None:
         """Start the branch's next segment now (its result is taken by the next decode of the branch)."""
@@ -210,10 +233,9 @@ class TokenBranchBackend:
             await self._drop(self._ahead.pop(branch))
 
     async def _finish(self, branch: int) -> tuple[str, int]:
-        """The final answer of a finished branch: its last box, else a forced probe."""
-        text = await self.engine.detokenize(self.tokens[branch])
-        self._texts[branch] = text
-        answer = final_answer(text)
+        """The final answer of a finished branch: read by the extractor, else a forced probe."""
+        self.finished.add(branch)
+        answer = self.extractor.final(await self.engine.detokenize(self.tokens[branch]))
         if answer is not None:
             return answer, 0
         return await self._probe(branch)
@@ -260,13 +282,27 @@ class TokenBranchBackend:
         answer, spent = await self._probe(branch)
         return [Unit(spent, None, answer)]
 
-    async def reasoning(self, branch: int) -> str | None:
-        """The branch's reasoning text (inside the thinking block when there is one)."""
-        text = self._texts.get(branch)
-        if text is None:
-            text = await self.engine.detokenize(self.tokens.get(branch, []))
-        reasoning, rest = split_reasoning(text)
-        return reasoning or rest or None
+    async def finish(self, branch: int) -> None:
+        tokens = self.tokens[branch]
+        room = self.max_branch_tokens - len(tokens)
+        if branch in self.finished or room <= 0 or self._gated():
+            return
+        result = await self._generate(branch, self.prompt_ids + tokens, room, "final")
+        tokens.extend(result.token_ids)
+        self.finished.add(branch)
+
+    async def text(self, branch: int, split: Splitter | None) -> tuple[str | None, str | None, list[int]]:
+        ids = self.tokens.get(branch, [])
+        reasoning, content = split(ids) if split is not None else (None, ids)
+        decode = self.engine.detokenize
+        return (await decode(content) if content else None), (await decode(reasoning) if reasoning else None), ids
+
+    async def ask(self, prompt: str, max_tokens: int) -> str:
+        ids = await self.engine.tokenize_chat([{"role": "user", "content": prompt}], enable_thinking=False)
+        sampling = Sampling(temperature=0.0, ignore_eos=False)  # the judge answers greedily
+        result = await self.engine.generate(ids, max_tokens, sampling, f"{self.request_id}-judge")
+        self.ledger.add("final", result.prompt_tokens, result.completion_tokens, result.cached_tokens)
+        return await self.engine.detokenize(result.token_ids) if result.token_ids else ""
 
     def decoded_tokens(self, view: BranchView) -> int:
         return len(self.tokens.get(view.id, ()))

@@ -151,13 +151,15 @@ def load_capture(leaf: str | Path) -> ReplayStore:
         raise StoreError(f"{leaf}: no {CAPTURE_PREFIX}*.parquet files (not a capture directory)")
     labels = read_labels(leaf)
     questions: dict[str, dict[str, Any]] = {}  # prompt hash → record, in order of first capture
-    models, segs = set(), set()
+    models, segs, extractors = set(), set(), {}
     completions: set[str] = set()
     truncated = rows_total = 0
     for path in files:
         table, meta = _read_file(path)
         models.add(str(meta.get("model", leaf.parent.name)))
         segs.add(meta["segment_tokens"])
+        if meta.get("extractor") is not None:  # files from before extractors were recorded read boxed
+            extractors.setdefault(json.dumps(meta["extractor"], sort_keys=True), meta["extractor"])
         cols = {name: table.column(name).to_pylist() for name in
                 ("question", "prompt_sha256", "completion_id", "probe_answers", "branch_tokens", "final_answer",
                  "complete")}
@@ -178,6 +180,10 @@ def load_capture(leaf: str | Path) -> ReplayStore:
     if len(models) > 1 or len(segs) > 1:
         raise StoreError(f"{leaf}: capture files disagree on model {sorted(models)} or segment_tokens "
                          f"{sorted(segs)}; one capture directory holds one model and one Δ")
+    kinds = {e.get("kind") for e in extractors.values()}
+    if len(kinds) > 1:
+        raise StoreError(f"{leaf}: capture files disagree on the extractor of their answers ({sorted(kinds)}); "
+                         "one capture directory holds answers read one way")
     conflicts = 0
     for record in questions.values():
         golds = [labels[rid]["gold"] for rid in record["completions"]
@@ -191,6 +197,7 @@ def load_capture(leaf: str | Path) -> ReplayStore:
             "labelled": sum(rid in labels for rid in completions), "questions_with_gold": with_gold,
             "truncated_branches": truncated, "gold_conflicts": conflicts,
             "min_branches": min(len(r["branches"]) for r in records),
-            "max_branches": max(len(r["branches"]) for r in records)}
+            "max_branches": max(len(r["branches"]) for r in records),
+            **({"extractor": next(iter(extractors.values()))} if extractors else {})}
     model, seg = models.pop(), segs.pop()
     return ReplayStore.from_records(model, f"capture-seg{seg}", seg, records, meta=meta, path=str(leaf))

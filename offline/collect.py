@@ -9,12 +9,14 @@ environment needs to replay that trace with the live costs (../shared/replay/REA
   The last segment reveals the final answer instead (no probe is spent on it), exactly as a live episode
   sees it; so a branch of L tokens has ``ceil(L/Δ) − 1`` probes and replaying it fully costs L.
 * ``branch_tokens``: the completion tokens the engine reported for the trace's decode calls.
-* ``final_answer``: the last ``\\boxed{…}`` of the trace, else the answer of one forced probe at its end.
+* ``final_answer``: what the extractor (``extractor``: boxed by default, `autotts.controllers.extractors`)
+  reads from the trace, else the answer of one forced probe at its end.
 
 Persistence: each finished question is one JSON part file under ``<out>.parts/`` (atomic write), so a
 crash loses at most the question in progress; ``resume=True`` skips finished questions after checking the
 settings match. The Parquet store (``ReplayStore.from_records`` + ``write_parquet``) is written at the end,
-with model, tokenizer, Δ, probe suffix, sampling and the engine-reported usage in its metadata.
+with model, tokenizer, Δ, the extractor and its probe suffix, sampling and the engine-reported usage in its
+metadata; the replay engine and the evaluator read the store's answers as that extractor produced them.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from autotts.controllers.atomic import write_text_atomic
+from autotts.controllers.extractors import Extractor, parse_extractor
 from autotts.engines.backends import Ledger, TokenBranchBackend
 from autotts.engines.base import Sampling, TokenEngine
 
@@ -52,8 +55,9 @@ class CollectSettings:
     n: int = 128
     segment_tokens: int = 500
     max_tokens: int = 40_000
-    probe_suffix: str = "\n</think>\n\n\\boxed{"
+    probe_suffix: str | None = None  # None: the extractor's own answer-forcing suffix
     probe_max_tokens: int = 8
+    extractor: Any = "boxed"  # a name or a mapping (`parse_extractor`)
     temperature: float | None = 0.6
     top_p: float | None = 0.95
     seed: int = 0
@@ -66,8 +70,18 @@ class CollectSettings:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise CollectError(f"collect: {key} must be an int >= 1, got {value!r}")
+        try:
+            parse_extractor(self.extractor, "collect: extractor")
+        except ValueError as exc:
+            raise CollectError(str(exc)) from None
         if "{question}" not in self.prompt_template:
             raise CollectError(f"collect: prompt_template must contain {{question}}, got {self.prompt_template!r}")
+
+    @property
+    def answers(self) -> Extractor:
+        """The extractor, with the suffix its probes use."""
+        extractor = parse_extractor(self.extractor)
+        return replace(extractor, suffix=self.probe_suffix) if self.probe_suffix is not None else extractor
 
     def prompt(self, question: str) -> str:
         return self.prompt_template.replace("{question}", question)
@@ -134,7 +148,7 @@ async def collect_question(engine: TokenEngine, item: QuestionItem, index: int, 
         engine, prompt, segment_tokens=settings.segment_tokens, probe_suffix_ids=suffix_ids,
         probe_max_tokens=settings.probe_max_tokens, max_branch_tokens=settings.max_tokens,
         sampling=Sampling(settings.temperature, settings.top_p, None, settings.ignore_eos),
-        seed=settings.question_seed(index), request_id=f"collect-q{index}")
+        seed=settings.question_seed(index), request_id=f"collect-q{index}", extractor=settings.answers)
     ledger = backend.ledger = UsageLedger()
     if on_call is not None:
         backend.on_call = lambda: on_call(ledger)
@@ -209,7 +223,8 @@ def build_store(settings: CollectSettings, parts: list[dict[str, Any]], meta: di
                 "branches": [(list(b[0]), int(b[1]), str(b[2])) for b in p["branches"]]} for p in parts]
     usage = {k: sum(int(p["usage"].get(k, 0)) for p in parts) for k in USAGE_KEYS}
     meta = {"source": "autotts collect", "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "n": settings.n, "max_tokens": settings.max_tokens, "probe_suffix": settings.probe_suffix,
+            "n": settings.n, "max_tokens": settings.max_tokens, "probe_suffix": settings.answers.probe_suffix,
+            "extractor": settings.answers.spec(),
             "probe_max_tokens": settings.probe_max_tokens,
             "sampling": {"temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed,
                          "ignore_eos": settings.ignore_eos},
@@ -239,7 +254,8 @@ async def collect(engine: TokenEngine, questions: list[QuestionItem], settings: 
         raise CollectError(f"{parts}: holds an interrupted collection; pass --resume to continue it "
                            "(or delete the folder to start over)")
     try:
-        suffix_ids = await engine.tokenize_text(settings.probe_suffix) if settings.probe_suffix else []
+        suffix = settings.answers.probe_suffix
+        suffix_ids = await engine.tokenize_text(suffix) if suffix else []
     except Exception as exc:
         raise CollectError(f"engine: cannot tokenize the probe suffix: {type(exc).__name__}: {exc}") from exc
     if parts.exists():

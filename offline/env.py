@@ -15,6 +15,7 @@ import random
 from functools import lru_cache
 from typing import Any
 
+from autotts.controllers.aggregators import Aggregator
 from autotts.controllers.episode import MAX_STEPS, EpisodeMachine, Recorded
 from autotts.controllers.observation import Observation
 
@@ -42,7 +43,7 @@ class ReplayEnv:
     """Replays one store. One instance runs one episode at a time; `reset` starts the next."""
 
     def __init__(self, store: ReplayStore, *, kappa_probe: int = 0, token_budget: int | None = None,
-                 record_trace: bool = False, max_steps: int = MAX_STEPS) -> None:
+                 record_trace: bool = False, max_steps: int = MAX_STEPS, aggregator: Aggregator | None = None) -> None:
         if kappa_probe < 0:
             raise ValueError(f"kappa_probe must be >= 0, got {kappa_probe}")
         if token_budget is not None and token_budget <= 0:
@@ -52,6 +53,7 @@ class ReplayEnv:
         self.token_budget = token_budget
         self.record_trace = record_trace
         self.max_steps = max_steps
+        self.aggregator = aggregator  # how episodes vote (None: exact strings, the replay table's rule)
         self.machine: EpisodeMachine | None = None
 
     def machine_for(self, question: int, seed: int, *, beta: float | None = None, record_trace: bool | None = None,
@@ -69,7 +71,7 @@ class ReplayEnv:
                               branches_available=len(tokens), beta=beta, token_budget=self.token_budget,
                               kappa_probe=self.kappa_probe, max_steps=self.max_steps,
                               record_trace=self.record_trace if record_trace is None else record_trace,
-                              recorded=recorded, log_changes=log_changes)
+                              recorded=recorded, log_changes=log_changes, aggregator=self.aggregator)
 
     # --- Gymnasium-style contract ----------------------------------------------------------
     def reset(self, question: int, seed: int, *, beta: float | None = None) -> Observation:

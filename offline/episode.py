@@ -17,7 +17,7 @@ from autotts.controllers.normalize import is_correct
 
 from .env import ReplayEnv
 
-__all__ = ["EpisodeResult", "TraceController", "episode_result", "replay_trace", "run_episode"]
+__all__ = ["EpisodeResult", "TraceController", "episode_result", "replay_trace", "run_episode", "settle"]
 
 
 @dataclass
@@ -50,11 +50,29 @@ def run_episode(controller: Controller, env: ReplayEnv, question: int, seed: int
     return episode_result(machine, env.store.golds[question], question, seed, error=error, answer_mode=answer_mode)
 
 
+def settle(machine: EpisodeMachine) -> str | None:
+    """The machine's final vote with what its aggregator needs, computed here (the trusted process):
+    embeddings from the local sentence-embedding model; a judge needs an engine, which replay has not.
+    Returns the reason when it cannot be done (the episode then fails with it)."""
+    needs = machine.aggregator.needs
+    if needs == "embeddings":
+        from .embeddings import local_embeddings
+
+        machine.settle(vectors=local_embeddings(machine.pool()))
+        return None
+    if needs == "judge":
+        return "the judge aggregator needs an engine to ask: serve it (autotts serve) instead of replaying it"
+    machine.settle()
+    return None
+
+
 def episode_result(machine: EpisodeMachine, gold: str | None, question: int, seed: int, *, error: str | None,
                    answer_mode: str = "exact") -> EpisodeResult:
     """The result of an episode that `machine` ran, judged against `gold` (by this process, never the
     controller's)."""
     obs = machine.obs
+    if error is None and machine.done and machine.aggregator.needs is not None:
+        error = settle(machine)
     answer = machine.answer if error is None else None
     return EpisodeResult(
         question=question, seed=seed, answer=answer,

@@ -5,14 +5,16 @@
     ├── QuestionsError        a question file is missing, unreadable or has a row without a usable question
     ├── CollectError          collection cannot start or resume, or an engine call failed (finished work is kept)
     ├── RayUnavailableError   --ray was asked for, but Ray is not installed or the cluster cannot be reached
-    └── ReportError           an input of a report (results table, episodes, traces, metrics) is missing or malformed
+    ├── ReportError           an input of a report (results table, episodes, traces, metrics) is missing or malformed
+    └── EmbeddingsUnavailable the semantic aggregator's local embedding model is not installed
 """
 
 from __future__ import annotations
 
 from autotts.controllers.errors import AutoTTSError
 
-__all__ = ["CollectError", "QuestionsError", "RayUnavailableError", "ReportError", "StoreError"]
+__all__ = ["CollectError", "EmbeddingsUnavailable", "QuestionsError", "RayUnavailableError", "ReportError",
+           "StoreError"]
 
 
 class StoreError(AutoTTSError):
@@ -33,3 +35,7 @@ class RayUnavailableError(AutoTTSError):
 
 class ReportError(AutoTTSError):
     """An input of a report (`autotts report`, `autotts ab report`) is missing or malformed."""
+
+
+class EmbeddingsUnavailable(AutoTTSError):
+    """The semantic aggregator's local sentence-embedding model cannot be loaded (package missing)."""

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autotts.controllers.aggregators import parse_aggregator
+from autotts.controllers.errors import VoteSpecError
+from autotts.controllers.extractors import parse_extractor
 from autotts.controllers.registry import load
 
 from .env import ReplayEnv
@@ -42,6 +45,12 @@ class EvalOptions:
     kappa_probe: int = 0
     token_budget: int | None = None
     answer_mode: str = "exact"
+    #: how episodes vote (`autotts.controllers.aggregators`; None: the controller's own, else exact strings);
+    #: anything but exact replays without the fast kernels
+    aggregator: str | None = None
+    #: the answers a store must have been recorded with (None: whatever each store's metadata says); a
+    #: store whose answers came from another extractor stops the run before any work
+    extractor: str | None = None
     trace_seeds: tuple[int, ...] = ()
     #: run artifact code in this process, unsandboxed: only for code you wrote yourself
     in_process: bool = False
@@ -95,18 +104,23 @@ def _run_chunk(spec: str, store_key: str, seeds: list[int], opts: EvalOptions) -
     store = _STORES.get(store_key) or _STORES.setdefault(store_key, load_store(store_key))
     if not opts.in_process and artifact_spec(spec) is not None:
         episodes = run_sandboxed(spec, store, seeds, kappa_probe=opts.kappa_probe, token_budget=opts.token_budget,
-                                 answer_mode=opts.answer_mode, trace_seeds=opts.trace_seeds, options=opts.sandbox)
+                                 answer_mode=opts.answer_mode,
+                                 aggregator=None if opts.aggregator is None else parse_aggregator(opts.aggregator),
+                                 trace_seeds=opts.trace_seeds, options=opts.sandbox)
         return episodes, time.perf_counter() - start
     controller = load(spec, allow_code=True)
     from .fast import run_fast  # built-ins: compiled kernels, same episodes (tests/unit/test_fast_path.py)
 
-    fast = run_fast(controller, store, [s for s in seeds if s not in opts.trace_seeds], kappa_probe=opts.kappa_probe,
-                    token_budget=opts.token_budget, answer_mode=opts.answer_mode)
+    aggregator = parse_aggregator(opts.aggregator or getattr(controller, "aggregator", None), "aggregator")
+    fast = None if aggregator.name != "exact" else run_fast(
+        controller, store, [s for s in seeds if s not in opts.trace_seeds], kappa_probe=opts.kappa_probe,
+        token_budget=opts.token_budget, answer_mode=opts.answer_mode)
     if fast is not None and len(fast) == len(seeds) * store.n_questions:  # no traced seed in this chunk
         return fast, time.perf_counter() - start
     pending = iter(fast or ())
-    env = ReplayEnv(store, kappa_probe=opts.kappa_probe, token_budget=opts.token_budget)
-    traced = ReplayEnv(store, kappa_probe=opts.kappa_probe, token_budget=opts.token_budget, record_trace=True)
+    env = ReplayEnv(store, kappa_probe=opts.kappa_probe, token_budget=opts.token_budget, aggregator=aggregator)
+    traced = ReplayEnv(store, kappa_probe=opts.kappa_probe, token_budget=opts.token_budget, record_trace=True,
+                       aggregator=aggregator)
     results = []
     for seed in seeds:
         runner = traced if seed in opts.trace_seeds else env
@@ -125,6 +139,10 @@ def evaluate(specs: list[str], stores: list[ReplayStore], opts: EvalOptions | No
     local Ray instance with `workers` CPUs, anything else is passed to ``ray.init(address=...)``.
     """
     opts = opts or EvalOptions()
+    if parse_aggregator(opts.aggregator, "--aggregator").needs == "judge":
+        raise VoteSpecError("--aggregator judge needs an engine to ask; replay has none (serve it with autotts serve)")
+    if opts.extractor is not None:
+        _check_extractors(stores, opts.extractor)
     controllers = [_describe(spec, opts) for spec in specs]  # fail fast on bad specs
     cells = []
     for spec, controller in zip(specs, controllers, strict=True):
@@ -171,6 +189,16 @@ def evaluate(specs: list[str], stores: list[ReplayStore], opts: EvalOptions | No
                         failed[0].question, failed[0].seed, failed[0].error)
         out.append(cell)
     return out
+
+
+def _check_extractors(stores: list[ReplayStore], wanted: str) -> None:
+    """Every store's answers were read by the extractor `wanted` names (boxed when a store does not say)."""
+    want = parse_extractor(wanted, "--extractor")
+    for store in stores:
+        have = parse_extractor(store.meta.get("extractor"), f"{store.path}: extractor")
+        if have.kind != want.kind or (want.suffix is not None and have.probe_suffix != want.probe_suffix):
+            raise VoteSpecError(f"{store.path or store.name}: its answers were recorded with the {have.kind} extractor "
+                             f"({have.spec()}), not {want.spec()}; recorded answers cannot be read again")
 
 
 def _describe(spec: str, opts: EvalOptions) -> Any:

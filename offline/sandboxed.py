@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autotts.controllers.aggregators import Aggregator, parse_aggregator
 from autotts.controllers.artifact import read_artifact
 from autotts.controllers.builtins import BUILTINS
 from autotts.controllers.errors import ArtifactError, ControllerSpecError
@@ -85,11 +86,14 @@ def close_workers() -> None:
 
 def run_sandboxed(spec: str, store: ReplayStore, seeds: list[int], *, kappa_probe: int = 0,
                   token_budget: int | None = None, answer_mode: str = "exact", trace_seeds: tuple[int, ...] = (),
-                  options: SandboxOptions | None = None) -> list[EpisodeResult]:
-    """Episodes (seed-major, then question) of the artifact `spec`, all in lockstep on its worker."""
+                  options: SandboxOptions | None = None, aggregator: Aggregator | None = None) -> list[EpisodeResult]:
+    """Episodes (seed-major, then question) of the artifact `spec`, all in lockstep on its worker; they vote
+    with `aggregator`, else the one the artifact's class names (as the same class would in process)."""
     options = options or SandboxOptions()
     controller = sandboxed_controller(spec, options)
-    env = ReplayEnv(store, kappa_probe=kappa_probe, token_budget=token_budget)
+    if aggregator is None and controller.owner.info.aggregator is not None:
+        aggregator = parse_aggregator(controller.owner.info.aggregator)
+    env = ReplayEnv(store, kappa_probe=kappa_probe, token_budget=token_budget, aggregator=aggregator)
     cases = [(seed, q) for seed in seeds for q in range(store.n_questions)]
     machines = [env.machine_for(q, seed, beta=controller.beta, record_trace=seed in trace_seeds, log_changes=True)
                 for seed, q in cases]

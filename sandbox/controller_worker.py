@@ -8,7 +8,7 @@ controller and sends back its batch in the actions' compact form. JSON both ways
 
 Requests (``{"op": ...}``) and replies:
 
-* ``load {source}`` → the class's description and β schedule (or why it cannot be used);
+* ``load {source}`` → the class's description (its aggregator too) and β schedule (or why it cannot be used);
 * ``new {id, beta, params}`` → an instance (its spec, β and parameters after validation);
 * ``step {episodes: [[eid, instance, init | null, delta], ...], timeout_s}`` → per episode the batch,
   ``{"type": name}`` when the step returned no list, or ``{"error": text}`` when it raised;
@@ -84,7 +84,8 @@ class Worker:
                 "description": str(cls.description),
                 "parameters": {str(k): p.describe() for k, p in cls.parameters.items()},
                 "beta_range": None if cls.beta_range is None else [float(x) for x in cls.beta_range],
-                "default_beta": cls.default_beta, "budget_knobs": [str(k) for k in cls.budget_knobs]}
+                "default_beta": cls.default_beta, "budget_knobs": [str(k) for k in cls.budget_knobs],
+                "aggregator": None if cls.aggregator is None else str(cls.aggregator)}
         try:
             schedule = check_schedule(cls, points=points)
         except BaseException as exc:

@@ -31,6 +31,7 @@ from typing import Any
 
 import autotts.controllers
 from autotts.controllers.actions import ANSWER, from_compact
+from autotts.controllers.aggregators import parse_aggregator
 from autotts.controllers.artifact import write_artifact
 from autotts.controllers.base import check_schedule_table
 from autotts.controllers.episode import EpisodeMachine
@@ -69,6 +70,7 @@ class ControllerInfo:
     budget_knobs: tuple[str, ...]
     schedule: list[dict[str, Any]] | None  # the β schedule on a grid, None when it failed
     schedule_error: str | None
+    aggregator: str | None = None  # what the class names (checked here): drivers vote with it, as in process
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,14 @@ class SandboxedController:
     spec: str
     beta: float | None
     params: dict[str, Any]
+
+
+def _aggregator(named: Any) -> str | None:
+    """The class's ``aggregator`` as a checked spec (`CandidateError` when it names none)."""
+    try:
+        return None if named is None else parse_aggregator(named, "the controller's aggregator").spec
+    except ValueError as exc:
+        raise CandidateError(str(exc), stage="load") from None
 
 
 def _check_reply(reply: Any, expect: type) -> Any:
@@ -131,7 +141,8 @@ class SandboxedClass:
                 description=str(info["description"]), parameters=dict(info["parameters"]),
                 beta_range=None if beta is None else (float(beta[0]), float(beta[1])),
                 default_beta=info.get("default_beta"), budget_knobs=tuple(map(str, info["budget_knobs"])),
-                schedule=reply.get("schedule"), schedule_error=reply.get("schedule_error")),
+                schedule=reply.get("schedule"), schedule_error=reply.get("schedule_error"),
+                aggregator=_aggregator(info.get("aggregator"))),
                 source, limits, allow_unsandboxed)
         except BaseException:
             worker.close()
@@ -202,7 +213,8 @@ def save_artifact(path: str | Path, source: str, *, scorecard: dict | None = Non
         raise ControllerSpecError(f"{info.name}: schedule() failed: {info.schedule_error}")
     check_schedule_table(info.name, info.schedule or [], info.budget_knobs)
     description = {"name": info.name, "version": info.version, "entry": info.entry, "description": info.description,
-                   "parameters": info.parameters, "beta_range": info.beta_range, "default_beta": info.default_beta}
+                   "parameters": info.parameters, "beta_range": info.beta_range, "default_beta": info.default_beta,
+                   "aggregator": info.aggregator}
     return write_artifact(path, source, description, info.schedule or [], scorecard=scorecard, provenance=provenance)
 
 

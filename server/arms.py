@@ -1,6 +1,7 @@
 """A/B arms: named controllers with weights, assigned to users by a stable hash.
 
-An arm is ``{name, controller, beta, weight}`` from the gateway config (``arms:``). A request's user key
+An arm is ``{name, controller, beta, weight}`` from the gateway config (``arms:``), optionally with the
+``extractor``, ``aggregator`` and ``response`` its requests use (server/jobs.py checks them). A request's user key
 (the body's ``user`` field, else the ``X-User`` header) is hashed with sha256 of ``"<salt>:<key>"`` to a
 number in [0, 1) and mapped onto the arms' cumulative weights. The hash depends only on the salt, the key
 and the arm list, so every gateway replica puts a user in the same arm without sharing any state. A
@@ -15,11 +16,16 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ARM_HEADER", "USER_HEADER", "Arm", "ArmAssigner", "parse_arms", "unit_hash"]
+from autotts.controllers.aggregators import parse_aggregator
+from autotts.controllers.extractors import parse_extractor
+
+__all__ = ["ARM_HEADER", "USER_HEADER", "VOTE_FIELDS", "Arm", "ArmAssigner", "check_vote_options", "parse_arms",
+           "unit_hash"]
 
 USER_HEADER = "X-User"
 ARM_HEADER = "X-TTS-Arm"
-_FIELDS = ("name", "controller", "beta", "weight")
+_FIELDS = ("name", "controller", "beta", "weight", "extractor", "aggregator", "response")
+VOTE_FIELDS = ("extractor", "aggregator", "response")  # how the arm's requests read, vote and answer
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,7 @@ class Arm:
     controller: str  # a built-in spec, an alias or an artifact path
     beta: float | None = None
     weight: float = 1.0
+    options: tuple[tuple[str, Any], ...] = ()  # (field, value) of VOTE_FIELDS the arm sets
 
 
 def parse_arms(raw: list[Any]) -> list[Arm]:
@@ -55,8 +62,21 @@ def parse_arms(raw: list[Any]) -> list[Arm]:
         if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight) \
                 or weight <= 0:
             raise ValueError(f"arms[{i}].weight must be a number > 0, got {weight!r}")
-        arms.append(Arm(name, controller.strip(), None if beta is None else float(beta), float(weight)))
+        options = tuple((k, entry[k]) for k in VOTE_FIELDS if entry.get(k) is not None)
+        check_vote_options(dict(options), f"arms[{i}].")
+        arms.append(Arm(name, controller.strip(), None if beta is None else float(beta), float(weight), options))
     return arms
+
+
+def check_vote_options(options: dict[str, Any], where: str) -> None:
+    """Check an arm's or the config's extractor / aggregator / response; a ValueError names the field."""
+    if options.get("extractor") is not None:
+        parse_extractor(options["extractor"], f"{where}extractor")
+    if options.get("aggregator") is not None:
+        parse_aggregator(options["aggregator"], f"{where}aggregator")
+    response = options.get("response")
+    if response is not None and response not in ("full", "answer"):
+        raise ValueError(f"{where}response must be 'full' or 'answer', got {response!r}")
 
 
 def unit_hash(salt: str, key: str) -> float:

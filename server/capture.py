@@ -6,6 +6,8 @@ hands the finished episodes to `TrafficCapture.submit`, which decides by a hash 
 one row per branch (what the controller saw: probe answers per segment, decoded tokens, final answer;
 see autotts.offline.capture_store for the schema and how truncated branches replay) and queues them.
 A background thread batches the rows into ``CAPTURE_DIR/<model>/seg<Δ>/capture-<time>-<proc>-<seq>.parquet``
+(``seg<Δ>-<kind>-<hash>`` for answers read by an extractor other than boxed: one store, one extractor, recorded
+in its metadata with its probe suffix as `autotts collect` records it)
 files of at most ``capture_rows_per_file`` episodes, each written atomically, flushed when full, when
 the oldest buffered episode is `flush_interval_s` old, and on shutdown. ``POST /v1/feedback`` labels of
 captured completions are appended to ``labels-<proc>.jsonl`` beside them (one ``write`` per line).
@@ -74,6 +76,14 @@ def branch_row(view: BranchView, decoded: int) -> dict[str, Any] | None:
             "complete": bool(view.finished), "pruned": bool(view.pruned), "revealed_depths": sorted(at)}
 
 
+def extractor_tag(spec: dict[str, Any]) -> str:
+    """The leaf's suffix for answers read by `spec`: none for boxed, else its kind and a hash of the spec."""
+    if spec.get("kind", "boxed") == "boxed":
+        return ""
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{spec['kind']}-{digest}"
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
 
@@ -88,7 +98,7 @@ class TrafficCapture:
         self.flush_interval_s = flush_interval_s
         self.proc = secrets.token_hex(3)  # keeps file names of replicas sharing a directory apart
         self._queue: queue.Queue[tuple | None] = queue.Queue(maxsize=queue_size)
-        self._captured: OrderedDict[str, tuple[str, int]] = OrderedDict()  # completion id → leaf key
+        self._captured: OrderedDict[str, tuple[str, int, str]] = OrderedDict()  # completion id → leaf key
         self._remember = remember
         self._thread: threading.Thread | None = None
         self._seq = 0
@@ -144,9 +154,11 @@ class TrafficCapture:
             created = time.time()
             sel = job.selection
             seg = job.backends[0].segment_tokens
-            leaf = (job.model, seg)
+            extractor = job.reply.extractor
+            leaf = (job.model, seg, extractor_tag(extractor.spec()))
             meta = {"model": job.model, "dataset": f"capture-seg{seg}", "segment_tokens": seg, "engine": self.engine,
-                    "probe_suffix": self.probe_suffix, "redacted": self.redact}
+                    "probe_suffix": None if self.engine == "replay" else extractor.probe_suffix,
+                    "extractor": extractor.spec(), "redacted": self.redact}
             for i, (outcome, backend) in enumerate(zip(outcomes, job.backends, strict=True)):
                 sampling = backend.sampling
                 common = {"question": question, "prompt_sha256": key, "completion_id": job.rid, "choice": i,
@@ -194,13 +206,13 @@ class TrafficCapture:
             self.metrics.capture_errors.inc(n)
 
     # --- writer thread --------------------------------------------------------------------
-    def leaf_dir(self, leaf: tuple[str, int]) -> Path:
-        model, seg = leaf
-        return self.directory / _safe(model) / f"seg{seg}"
+    def leaf_dir(self, leaf: tuple[str, int, str]) -> Path:
+        model, seg, tag = leaf
+        return self.directory / _safe(model) / (f"seg{seg}-{tag}" if tag else f"seg{seg}")
 
     def _writer(self) -> None:
-        buffers: dict[tuple[str, int], list[list[dict[str, Any]]]] = {}
-        metas: dict[tuple[str, int], dict[str, Any]] = {}
+        buffers: dict[tuple[str, int, str], list[list[dict[str, Any]]]] = {}
+        metas: dict[tuple[str, int, str], dict[str, Any]] = {}
         oldest: float | None = None
         while True:
             wait = None if oldest is None else max(0.0, oldest + self.flush_interval_s - time.monotonic())
@@ -228,7 +240,7 @@ class TrafficCapture:
             elif item[0] == "label":
                 self._append_label(item[1], item[2])
 
-    def _write(self, leaf: tuple[str, int], meta: dict[str, Any], episodes: list[list[dict[str, Any]]]) -> None:
+    def _write(self, leaf: tuple[str, int, str], meta: dict[str, Any], episodes: list[list[dict[str, Any]]]) -> None:
         try:
             import pyarrow.parquet as pq
             from autotts.controllers.atomic import atomic_path
@@ -248,7 +260,7 @@ class TrafficCapture:
             if self.metrics is not None:
                 self.metrics.captured.inc(len(episodes))
 
-    def _append_label(self, leaf: tuple[str, int], line: dict[str, Any]) -> None:
+    def _append_label(self, leaf: tuple[str, int, str], line: dict[str, Any]) -> None:
         try:
             path = self.leaf_dir(leaf) / f"labels-{self.proc}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

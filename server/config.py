@@ -67,6 +67,13 @@ class GatewayConfig:
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     default_max_tokens: int = 8192  # per-branch length when the request sets no max_tokens
     kappa_probe: int = 0  # replay: tokens charged per revealed probe
+    # answers and votes (docs/serving.md, "Answers, votes and the response"); requests and arms may override
+    extractor: Any = "boxed"  # boxed | number | choice | regex | json, or a mapping {kind, pattern, field, suffix}
+    aggregator: str = "exact"  # exact | normalized | math[:tolerance=X] | semantic[:threshold=X] | judge
+    response: str = "full"  # full: the winning branch's own text | answer: a short answer sentence
+    embeddings_url: str | None = None  # semantic votes: an OpenAI-compatible /v1/embeddings server (None: local model)
+    embeddings_model: str | None = None
+    judge_max_tokens: int = 32  # judge votes: tokens of the judge's reply
     # caps
     max_tokens: int = 32768  # largest per-branch max_tokens a request may ask for
     max_total_tokens: int = 5_000_000  # episode token cap (decode + probe); requests may lower it
@@ -209,12 +216,17 @@ class GatewayConfig:
             if token is not None and (not token or token != token.strip() or any(c.isspace() for c in token)):
                 raise ConfigError(f"{(sources or {}).get(key, where)}: {key} must be a non-empty string without "
                                   "spaces (the value is not shown)")
-        from .arms import parse_arms
+        from .arms import check_vote_options, parse_arms
 
         try:
             parse_arms(self.arms)
         except ValueError as exc:
             raise ConfigError(f"{(sources or {}).get('arms', where)}: {exc}") from None
+        for key in ("extractor", "aggregator", "response"):
+            try:
+                check_vote_options({key: getattr(self, key)}, "")
+            except ValueError as exc:
+                raise ConfigError(f"{(sources or {}).get(key, where)}: {exc}") from None
 
 
 def _unwritable_dir(path: Path) -> str | None:

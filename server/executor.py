@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autotts.controllers.aggregate import vote_counts
+from autotts.controllers.aggregators import Aggregator
 from autotts.controllers.base import Controller
-from autotts.controllers.episode import EpisodeMachine, Plan, Work, fallback_answer
+from autotts.controllers.episode import EpisodeMachine, Plan, Work, fallback_answer, vote_pool
 from autotts.controllers.errors import AutoTTSError, EpisodeError, EpisodeTimeout, IllegalActionError
 from autotts.controllers.observation import Observation
 from autotts.engines.backends import BranchBackend, Ledger
@@ -38,9 +39,11 @@ from autotts.sandbox import WorkerError
 from .errors import ControllerFailed
 from .sandboxed import RemoteEpisode, ServedController
 
-__all__ = ["Caps", "EpisodeOutcome", "run_episode", "snapshot"]
+__all__ = ["Caps", "EpisodeOutcome", "Settle", "run_episode", "snapshot"]
 
 log = logging.getLogger(__name__)
+#: computes what a model-backed aggregator needs and settles the machine's vote (server/voting.py)
+Settle = Callable[[EpisodeMachine, BranchBackend], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -68,8 +71,12 @@ class EpisodeOutcome:
     prunes: int
     budget_exhausted: bool
     winner: int | None
-    votes: dict[str, int]
+    votes: dict[str, int]  # cluster → votes, biggest first (`vote` has the clusters' variants)
+    vote: dict[str, Any] = field(default_factory=dict)
+    content: str | None = None  # what the response carries (server/reply.py)
+    token_ids: list[int] = field(default_factory=list)  # the winning branch's (``return_token_ids``)
     reasoning: str | None = None
+    response: dict[str, Any] = field(default_factory=dict)  # how `content` was made, for ``tts``
     wall_s: float = 0.0
     trace: list[dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -79,11 +86,6 @@ class EpisodeOutcome:
         return self.obs.step
 
 
-def _pool(obs: Observation) -> list[str]:
-    """What the fallback answer votes over: completed answers, else unpruned branches' latest."""
-    return obs.completed_answers() or [b.latest for b in obs.branches if not b.pruned and b.latest is not None]
-
-
 def snapshot(obs: Observation, ledger: Ledger, *, in_flight: bool = False) -> dict[str, Any]:
     """Progress of a running episode (what streaming clients see between answer chunks)."""
     winner = fallback_answer(obs)
@@ -91,14 +93,18 @@ def snapshot(obs: Observation, ledger: Ledger, *, in_flight: bool = False) -> di
             "pruned": sum(b.pruned for b in obs.branches), "completed": len(obs.completed),
             "tokens": ledger.completion_tokens if in_flight else obs.tokens_spent,
             "engine_calls": ledger.calls, "leader": winner,
-            "leader_votes": vote_counts(_pool(obs)).get(winner, 0) if winner is not None else 0,
+            "leader_votes": vote_counts(vote_pool(obs)).get(winner, 0) if winner is not None else 0,
             "in_flight": in_flight}
 
 
 async def run_episode(controller: Controller, backend: BranchBackend, *, question_id: str | int, question: str,
-                      caps: Caps | None = None,
-                      progress: Callable[[dict[str, Any]], None] | None = None) -> EpisodeOutcome:
-    """Run `controller` to its answer on `backend`; raises `ControllerFailed`, `EpisodeTimeout` or engine errors."""
+                      caps: Caps | None = None, progress: Callable[[dict[str, Any]], None] | None = None,
+                      aggregator: Aggregator | None = None, settle: Settle | None = None) -> EpisodeOutcome:
+    """Run `controller` to its answer on `backend`; raises `ControllerFailed`, `EpisodeTimeout` or engine errors.
+
+    `aggregator` is how the episode votes; `settle` supplies what a model-backed one needs
+    (`server/voting.py`), after the controller answered and before the winning branch is chosen.
+    """
     caps = caps or Caps()
     available = backend.branches_available
     if caps.max_branches is not None:
@@ -107,8 +113,8 @@ async def run_episode(controller: Controller, backend: BranchBackend, *, questio
     machine = EpisodeMachine(question_id, question, segment_tokens=backend.segment_tokens,
                              branches_available=available, beta=controller.beta, token_budget=caps.token_budget,
                              budget_visible=caps.budget_visible, max_steps=caps.max_steps,
-                             record_trace=caps.record_trace, log_changes=sandboxed)
-    runner = _Runner(controller, backend, machine, caps, progress)
+                             record_trace=caps.record_trace, log_changes=sandboxed, aggregator=aggregator)
+    runner = _Runner(controller, backend, machine, caps, progress, settle)
     start = time.perf_counter()
     try:
         async with asyncio.timeout(caps.timeout_s):
@@ -128,9 +134,9 @@ async def run_episode(controller: Controller, backend: BranchBackend, *, questio
 
 class _Runner:
     def __init__(self, controller: Controller, backend: BranchBackend, machine: EpisodeMachine, caps: Caps,
-                 progress: Callable[[dict[str, Any]], None] | None) -> None:
+                 progress: Callable[[dict[str, Any]], None] | None, settle: Settle | None = None) -> None:
         self.controller, self.backend, self.machine, self.caps = controller, backend, machine, caps
-        self.progress = progress
+        self.progress, self.settle = progress, settle
         self.remote: RemoteEpisode | None = None  # the controller's sandboxed worker (served artifacts)
         self._last_progress = 0.0
         if caps.token_budget is not None:
@@ -183,12 +189,16 @@ class _Runner:
                 raise self._failed(str(exc)) from None
             if self.progress is not None:
                 self.progress(snapshot(obs, self.backend.ledger))
+        if machine.aggregator.needs is None or self.settle is None:
+            vote = machine.settle()
+        else:
+            await self.settle(machine, self.backend)
+            vote = machine.vote
         answer = machine.answer
-        winner = _winner(obs, answer)
-        reasoning = await self.backend.reasoning(winner) if winner is not None else None
         return EpisodeOutcome(answer=answer, obs=obs, ledger=self.backend.ledger, probes=machine.probes,
-                              prunes=machine.prunes, budget_exhausted=machine.budget_exhausted, winner=winner,
-                              votes=vote_counts(_pool(obs)), reasoning=reasoning, trace=machine.trace)
+                              prunes=machine.prunes, budget_exhausted=machine.budget_exhausted,
+                              winner=_winner(obs, answer), votes={c.answer: c.size for c in vote.clusters},
+                              vote=vote.as_dict(), trace=machine.trace)
 
     async def _work(self, plan: Plan) -> None:
         """Run the plan's chains: one task per branch, jobs of a branch in order."""

@@ -13,6 +13,8 @@ import asyncio
 import logging
 from typing import Any
 
+from autotts.engines.answers import split_tokens
+from autotts.engines.backends import Splitter
 from autotts.engines.base import TokenEngine, block_misfit
 from autotts.engines.errors import EngineError
 from autotts.engines.factory import make_engine
@@ -31,10 +33,12 @@ from .protocol import ChatCompletionRequest, CompletionRequest
 from .replay import ReplayCatalog, bundled_stores
 from .running import run_job
 from .selection import ControllerSelector, Selection
+from .voting import Voter
 
 __all__ = ["Gateway", "Job"]
 
 log = logging.getLogger(__name__)
+THINK = ("<think>", "</think>")  # the thinking block's tags (Qwen3, DeepSeek-R1 and the tiny test model)
 
 
 class Gateway:
@@ -49,7 +53,10 @@ class Gateway:
         self.feedback = FeedbackStore(config.feedback_capacity, config.feedback_mode)
         self.capture = TrafficCapture.from_config(config, self.metrics)  # None unless capture is on
         self.in_flight = 0
-        self.suffix_ids: list[int] = []
+        self.voter = Voter(config.embeddings_url, config.embeddings_model, judge_max_tokens=config.judge_max_tokens,
+                           timeout_s=config.engine_timeout_s)
+        self._suffixes: dict[str, list[int]] = {}  # probe suffix → its token IDs
+        self.think_ids: tuple[list[int], list[int]] = ([], [])  # the IDs of <think> and </think>
         self._ready = False
         self._ready_lock = asyncio.Lock()
         self._segments_checked: set[int] = set()
@@ -82,8 +89,7 @@ class Gateway:
             if self._ready or self.engine is None:
                 return
             await self.engine.start()
-            suffix = self.config.probe_suffix
-            self.suffix_ids = await self.engine.tokenize_text(suffix) if suffix else []
+            self.think_ids = (await self.engine.tokenize_text(THINK[0]), await self.engine.tokenize_text(THINK[1]))
             self._ready = True
             self.check_segments(self.config.segment_tokens)
 
@@ -96,11 +102,26 @@ class Gateway:
         if misfit:
             log.warning("%s", misfit)
 
+    async def suffix_ids_for(self, suffix: str) -> list[int]:
+        """The token IDs of a probe suffix, tokenized once per gateway."""
+        if suffix not in self._suffixes:
+            self._suffixes[suffix] = await self.engine.tokenize_text(suffix) if suffix else []  # type: ignore[union-attr]
+        return self._suffixes[suffix]
+
+    def splitter(self, prompt_ids: list[int]) -> Splitter:
+        """How a chat branch splits into thinking and content: at ``</think>``; a prompt whose template closed
+        the thinking block already (``enable_thinking: false``) has content only."""
+        start, end = self.think_ids
+        tail = prompt_ids[-(len(end) + 4):] if end else []
+        thinking = not any(tail[i:i + len(end)] == end for i in range(len(tail) - len(end) + 1))
+        return lambda ids: split_tokens(ids, end, thinking=thinking, start=start)
+
     async def close(self) -> None:
         if self.capture is not None:  # write what is buffered before the engine goes
             await asyncio.to_thread(self.capture.close)
         if self.engine is not None:
             await self.engine.close()
+        await self.voter.close()
 
     # --- what it serves ----------------------------------------------------------------------
     @property

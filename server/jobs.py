@@ -13,9 +13,10 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from autotts.controllers.aggregators import Aggregator
 from autotts.controllers.base import Controller
 from autotts.controllers.builtins import BUILTINS
 from autotts.controllers.registry import load
@@ -27,6 +28,8 @@ from .errors import BadRequest, ModelNotFound
 from .executor import Caps
 from .protocol import ChatCompletionRequest, CompletionRequest, new_id
 from .replay import ReplayBranchBackend, estimate_tokens
+from .reply import ReplyPlan
+from .request_kind import passthrough_reason, vote_settings
 from .selection import Selection
 
 if TYPE_CHECKING:
@@ -63,6 +66,9 @@ class Job:
     lease: Lease | None = None  # engine replicas: the one replica every call of this request goes to
     rebuild: Callable[[], list[BranchBackend]] | None = None  # new backends on `lease` (retry on another replica)
     retries: int = 0
+    aggregator: Aggregator = field(default_factory=Aggregator)  # how the episodes vote
+    reply: ReplyPlan = field(default_factory=ReplyPlan)  # what the response says (server/reply.py)
+    return_token_ids: bool = False  # vLLM's field: each choice also carries its branch's token IDs
 
     @property
     def labels(self) -> dict[str, str]:
@@ -91,6 +97,12 @@ async def build_job(gateway: Gateway, kind: str, body: ChatCompletionRequest | C
         _cap("tts.segment_tokens", tts.segment_tokens, cfg.max_tokens)
     if gateway.engine is not None:
         await gateway.engine_ready()
+    reason = passthrough_reason(kind, body, selection)
+    if reason is not None and gateway.passthrough:
+        return replace(selection, passthrough=reason[0]), None
+    if reason is not None and reason[0] != "multi_turn":  # a chat without pass-through still gets TTS, all turns kept
+        raise BadRequest(f"{reason[1]}: test-time scaling cannot improve {reason[0].replace('_', ' ')} requests "
+                         f"and this engine ({cfg.engine}) cannot pass them through", param=reason[1])
     if selection.controller is None and gateway.passthrough:
         return selection, None
     controller = selection.controller or PLAIN
@@ -101,18 +113,21 @@ async def build_job(gateway: Gateway, kind: str, body: ChatCompletionRequest | C
                 # built-ins take microseconds per step: a thread hop would cost more than it saves
                 controller_in_thread=cfg.controller_in_thread and type(controller) not in _BUILTIN_TYPES)
     question = body.question()
+    votes = vote_settings(cfg, tts, selection, controller)
     if gateway.catalog is not None:
-        job = _replay_job(gateway, kind, rid, body, selection, controller, caps, question)
+        job = _replay_job(gateway, kind, rid, body, selection, controller, caps, question, votes)
     else:
-        job = await _live_job(gateway, kind, rid, body, selection, controller, caps, question)
+        job = await _live_job(gateway, kind, rid, body, selection, controller, caps, question, votes)
     job.include_usage, job.progress = body.include_usage, tts.progress if tts else True
+    job.return_token_ids = bool((body.model_extra or {}).get("return_token_ids"))
     return selection, job
 
 
-def _replay_job(gateway, kind, rid, body, selection, controller, caps, question) -> Job:
+def _replay_job(gateway, kind, rid, body, selection, controller, caps, question, votes) -> Job:
     catalog = gateway.catalog
     model = catalog.resolve_model(selection.model)
     store, qi = catalog.find(model, question)
+    extractor = votes.store_extractor(store.meta.get("extractor"))  # the store's answers came from its extractor
     seed = body.seed if body.seed is not None else 0
     seeds = [seed + i for i in range(body.n)]
     prompt = estimate_tokens(question)
@@ -122,10 +137,11 @@ def _replay_job(gateway, kind, rid, body, selection, controller, caps, question)
                                    max_branches=caps.max_branches)
 
     return Job(kind, rid, model, selection, controller, [backend(i) for i in range(len(seeds))], seeds,
-               question, caps, source={"store": store.name, "question": qi}, fresh_backend=backend)
+               question, caps, source={"store": store.name, "question": qi}, fresh_backend=backend,
+               aggregator=votes.aggregator, reply=ReplyPlan(votes.response, extractor))
 
 
-async def _live_job(gateway, kind, rid, body, selection, controller, caps, question) -> Job:
+async def _live_job(gateway, kind, rid, body, selection, controller, caps, question, votes) -> Job:
     cfg, engine = gateway.config, gateway.engine
     public = cfg.public_model or engine.model
     if selection.model and selection.model not in (public, engine.model):
@@ -136,6 +152,8 @@ async def _live_job(gateway, kind, rid, body, selection, controller, caps, quest
     seeds = [seed + 7_777 * i for i in range(body.n)]
     tts = body.tts
     extra = body.model_extra or {}
+    suffix_ids = await gateway.suffix_ids_for(votes.extractor.probe_suffix)
+    split = None if kind != "chat" else gateway.splitter(prompt_ids)
     sampling = Sampling(temperature=body.temperature if body.temperature is not None else cfg.temperature,
                         top_p=body.top_p if body.top_p is not None else cfg.top_p,
                         ignore_eos=bool(extra.get("ignore_eos", cfg.ignore_eos)))
@@ -146,15 +164,16 @@ async def _live_job(gateway, kind, rid, body, selection, controller, caps, quest
     def backend(i: int, retry: str = "") -> BranchBackend:
         return TokenBranchBackend(
             job.lease or engine, prompt_ids, segment_tokens=segment_tokens,
-            probe_suffix_ids=gateway.suffix_ids, probe_max_tokens=cfg.probe_max_tokens,
+            probe_suffix_ids=suffix_ids, probe_max_tokens=cfg.probe_max_tokens,
             max_branch_tokens=body.branch_tokens or cfg.default_max_tokens, sampling=sampling, seed=seeds[i],
             request_id=f"{rid}-{i}{retry}", max_branches=caps.max_branches, token_budget=caps.token_budget,
-            overlap=cfg.overlap)
+            overlap=cfg.overlap, extractor=votes.extractor)
 
     source: dict[str, Any] = {"prompt_length": len(prompt_ids), **({"replica": lease.url} if lease else {})}
     job = Job(kind, rid, public, selection, controller, [], seeds, question, caps, source=source,
               fresh_backend=lambda i: backend(i, "-fallback"), lease=lease,
-              rebuild=lambda: [backend(i, f"-retry{job.retries}") for i in range(len(seeds))])
+              rebuild=lambda: [backend(i, f"-retry{job.retries}") for i in range(len(seeds))],
+              aggregator=votes.aggregator, reply=ReplyPlan(votes.response, votes.extractor, split))
     try:
         job.backends = [backend(i) for i in range(len(seeds))]
     except BaseException:

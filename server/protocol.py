@@ -63,6 +63,11 @@ class TTSOptions(BaseModel):
     max_branches: int | None = Field(None, ge=1, description="most branches this episode may open")
     segment_tokens: int | None = Field(None, ge=1, description="live engines: tokens per segment (Δ)")
     progress: bool = Field(True, description="stream progress chunks while the episode runs")
+    extractor: str | dict[str, Any] | None = Field(
+        None, description="how answers are read: boxed, number, choice, regex, json, or {kind, pattern, field, suffix}")
+    aggregator: str | None = Field(None, description="how answers vote: exact, normalized, math, semantic, judge")
+    response: Literal["full", "answer"] | None = Field(
+        None, description="full: the winning branch's own text; answer: a short answer sentence")
 
 
 class _Base(BaseModel):
@@ -154,21 +159,30 @@ def model_list(names: list[str], created: int) -> dict[str, Any]:
                                        for name in names]}
 
 
-def chat_response(rid: str, model: str, answers: list[tuple[str | None, str | None, str]],
-                  usage: dict[str, Any], tts: dict[str, Any]) -> dict[str, Any]:
-    """`answers`: one (content, reasoning, finish_reason) per choice."""
+Answer = tuple[str | None, str | None, str, list[int] | None]  # content, reasoning, finish_reason, token IDs
+
+
+def _ids(token_ids: list[int] | None) -> dict[str, Any]:
+    return {} if token_ids is None else {"token_ids": token_ids}
+
+
+def chat_response(rid: str, model: str, answers: list[Answer], usage: dict[str, Any],
+                  tts: dict[str, Any]) -> dict[str, Any]:
+    """`answers`: one (content, reasoning, finish_reason, token IDs or None) per choice; the reasoning goes
+    under both ``reasoning_content`` and ``reasoning`` (newer vLLM's name)."""
     return {"id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": i, "finish_reason": finish, "logprobs": None,
-                         "message": {"role": "assistant", "content": content, "reasoning_content": reasoning}}
-                        for i, (content, reasoning, finish) in enumerate(answers)],
+            "choices": [{"index": i, "finish_reason": finish, "logprobs": None, **_ids(ids),
+                         "message": {"role": "assistant", "content": content, "reasoning_content": reasoning,
+                                     "reasoning": reasoning}}
+                        for i, (content, reasoning, finish, ids) in enumerate(answers)],
             "usage": usage, "tts": tts}
 
 
-def completion_response(rid: str, model: str, answers: list[tuple[str | None, str | None, str]],
-                        usage: dict[str, Any], tts: dict[str, Any]) -> dict[str, Any]:
+def completion_response(rid: str, model: str, answers: list[Answer], usage: dict[str, Any],
+                        tts: dict[str, Any]) -> dict[str, Any]:
     return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": i, "text": content or "", "finish_reason": finish, "logprobs": None}
-                        for i, (content, _, finish) in enumerate(answers)],
+            "choices": [{"index": i, "text": content or "", "finish_reason": finish, "logprobs": None, **_ids(ids)}
+                        for i, (content, _, finish, ids) in enumerate(answers)],
             "usage": usage, "tts": tts}
 
 

@@ -124,13 +124,21 @@ class ReplayBranchBackend:
     async def settle(self, running: set[int]) -> None:
         """Nothing runs ahead in replay."""
 
-    async def reasoning(self, branch: int) -> str | None:
+    async def finish(self, branch: int) -> None:
+        """Nothing to decode: a recorded branch has no text to finish (the response is the answer sentence)."""
+
+    async def text(self, branch: int, split=None) -> tuple[str | None, str | None, list[int]]:
+        """(None, a note naming the recorded branch, []): replay stores keep answers and token counts, no text."""
         if branch not in self._tracks:
-            return None
+            return None, None, []
         probes, tokens, final = self._tracks[branch]
-        return (f"[replay] {self.store.model}/{self.store.dataset} question {self.question}, recorded branch "
-                f"{branch} of seed {self.seed}: {tokens} tokens, {len(probes)} probes, final answer {final!r}. "
-                "Replay stores keep answers and token counts, not the reasoning text.")
+        return None, (f"[replay] {self.store.model}/{self.store.dataset} question {self.question}, recorded branch "
+                      f"{branch} of seed {self.seed}: {tokens} tokens, {len(probes)} probes, final answer {final!r}. "
+                      "Replay stores keep answers and token counts, not the reasoning text."), []
+
+    async def ask(self, prompt: str, max_tokens: int) -> str:
+        raise BadRequest("tts.aggregator: the judge aggregator asks the engine, and the replay engine has no model "
+                         "to ask; use exact, normalized, math or semantic here", param="tts.aggregator")
 
     def decoded_tokens(self, view: BranchView) -> int:
         """The recorded tokens read so far: the branch's cost minus κ_probe per revealed probe."""

@@ -25,6 +25,7 @@ from .accounting import record_job
 from .errors import ControllerFailed, http_error
 from .executor import Caps, EpisodeOutcome, run_episode
 from .jobs import PLAIN, Job
+from .reply import compose
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -45,8 +46,9 @@ async def run_job(gateway: Gateway, job: Job, progress=None) -> list[EpisodeOutc
                 lambda snap, i=i: progress(i, {**snap, "retries": job.retries} if job.retries else snap))
             qid = job.source.get("question", 0)
             try:
-                outcomes[i] = await run_episode(job.controller, backend, question_id=qid,
-                                                question=job.question, caps=job.caps, progress=report)
+                outcomes[i] = await run_episode(job.controller, backend, question_id=qid, question=job.question,
+                                                caps=job.caps, progress=report, aggregator=job.aggregator,
+                                                settle=gateway.voter.settle)
             except ControllerFailed:
                 if config.fallback != "plain" or job.fresh_backend is None:
                     raise
@@ -56,9 +58,11 @@ async def run_job(gateway: Gateway, job: Job, progress=None) -> list[EpisodeOutc
             else:
                 o = outcomes[i]
                 if o.answer is not None or config.fallback != "plain" or job.fresh_backend is None:
+                    await compose(job.reply, backend, o)
                     return
                 reason = "budget" if o.budget_exhausted else "no_answer"
-            outcomes[i] = await _fallback(gateway, job, i, reason, report)
+            fallback = await _fallback(gateway, job, i, reason, report)
+            outcomes[i] = await compose(job.reply, job.backends[i], fallback)
 
         while True:
             try:

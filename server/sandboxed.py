@@ -163,6 +163,11 @@ class ServedController:
         return self.artifact.info.description
 
     @property
+    def aggregator(self) -> str | None:
+        """The aggregator the artifact's class names (read in its worker, checked there: `ControllerInfo`)."""
+        return self.artifact.info.aggregator
+
+    @property
     def spec(self) -> str:
         defaults = {k: p.default for k, p in self.artifact.parameters.items()}
         parts = [] if self.beta is None else [f"beta={self.beta:g}"]

@@ -42,6 +42,8 @@ class Selection:
     source: str  # body | header | model | arm | assigned | default
     arm: str  # metrics label: the A/B arm, else the alias used, else the source
     model: str | None  # the model part of the request's `model` field (alias removed)
+    options: tuple[tuple[str, Any], ...] = ()  # the arm's extractor / aggregator / response, if it sets them
+    passthrough: str | None = None  # why the request goes to the engine untouched (server/request_kind.py)
 
     @property
     def spec(self) -> str:
@@ -113,7 +115,7 @@ class ControllerSelector:
         if value == NONE:
             if overrides:
                 raise BadRequest("controller 'none' (pass-through) takes no beta or params", param="tts")
-            return Selection(None, NONE, source, label, model)
+            return Selection(None, NONE, source, label, model, arm.options if arm else ())
         try:  # a spec from a request never touches the file system
             name, spec_params = parse_spec(value, paths=trusted)
         except AutoTTSError as exc:
@@ -143,7 +145,7 @@ class ControllerSelector:
                 self._cache.popitem(last=False)
         else:
             self._cache.move_to_end(key)
-        return Selection(controller, controller.name, source, label, model)
+        return Selection(controller, controller.name, source, label, model, arm.options if arm else ())
 
 
 def _split_model(model: str | None, aliases: dict[str, str]) -> tuple[str | None, str | None]:

@@ -43,7 +43,7 @@ async def serve(gateway: Gateway, kind: str, body: ChatCompletionRequest | Compl
     selection, job = await gateway.prepare(kind, body, headers.get(HEADER), arm_header=headers.get(ARM_HEADER),
                                            user_header=headers.get(USER_HEADER))
     if job is None:
-        return await _passthrough(gateway, kind, body, selection.model)
+        return await _passthrough(gateway, kind, body, selection.model, selection.passthrough)
     if body.stream:
         return StreamingResponse(episode_stream(gateway, job), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -81,8 +81,10 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-async def _passthrough(gateway: Gateway, kind: str, body: Any, model: str | None) -> Response:
-    """Controller `none` on an HTTP engine: the request goes to the engine unchanged (minus `tts`)."""
+async def _passthrough(gateway: Gateway, kind: str, body: Any, model: str | None, reason: str | None) -> Response:
+    """Controller `none` on an HTTP engine, or a request TTS cannot improve (`reason`: tool calls, structured
+    output, a multi-turn chat that asked for no controller): the request goes to the engine unchanged (minus
+    `tts`); a reason comes back in ``tts`` (a stream keeps the engine's bytes: ``X-TTS-Passthrough``)."""
     engine = gateway.engine
     assert engine is not None and engine.capabilities.passthrough
     forward = cast(Passthrough, engine)  # what the capability declares
@@ -94,9 +96,12 @@ async def _passthrough(gateway: Gateway, kind: str, body: Any, model: str | None
     if body.stream:
         stream = await forward.passthrough_stream(path, payload)
         record_passthrough(gateway.metrics, labels, start)
-        return StreamingResponse(_ended_on_error(stream), media_type="text/event-stream")
+        return StreamingResponse(_ended_on_error(stream), media_type="text/event-stream",
+                                 headers={"X-TTS-Passthrough": reason} if reason else None)
     data = await forward.passthrough(path, payload)
     record_passthrough(gateway.metrics, labels, start, usage=data.get("usage") or {} if isinstance(data, dict) else {})
+    if isinstance(data, dict) and reason:  # controller none asked for the engine's answer unchanged
+        data = {**data, "tts": {"controller": "none", "passthrough": reason}}
     return JSONResponse(data)
 
 

@@ -4,7 +4,8 @@ While the episode runs, each round (and, on live engines, engine calls completin
 round, at most every `Caps.progress_interval_s`) sends a normal ``chat.completion.chunk`` (or
 ``text_completion``) with an empty delta and a ``tts.progress`` object — round, branches running,
 tokens so far, current vote leader — which standard clients ignore. Then the winning branch's
-reasoning (``reasoning_content``) and the answer arrive as deltas, a final chunk carries the
+reasoning (``reasoning_content`` and ``reasoning``) and the response's content (server/reply.py: the same
+text as the non-streaming ``content``, cut at code-point boundaries) arrive as deltas, a final chunk carries the
 finish reason and the episode's `tts` report, and with ``stream_options.include_usage`` a last
 chunk carries `usage`. Errors after the headers went out arrive as an OpenAI error event, which
 the `openai` client raises as an `APIError`.
@@ -81,10 +82,10 @@ async def episode_stream(gateway: Gateway, job: Job) -> AsyncIterator[str]:
         if not task.done():  # client went away (or the stream was closed): stop every engine call
             task.cancel()
     choices, usage, tts = summary(job, outcomes, gateway.config.engine)
-    for i, (content, reasoning, finish) in enumerate(choices):
+    for i, (content, reasoning, finish, _) in enumerate(choices):
         if chat and reasoning:
             for piece in _pieces(reasoning, 1024):
-                yield chunk(i, delta={"reasoning_content": piece})
+                yield chunk(i, delta={"reasoning_content": piece, "reasoning": piece})
         for piece in _pieces(content or "", 16):
             yield chunk(i, delta={"content": piece})
         yield chunk(i, finish=finish, tts=episode_tts(job, i, outcomes[i], gateway.config.engine))

@@ -16,16 +16,19 @@ if TYPE_CHECKING:
 
 __all__ = ["episode_tts", "summary"]
 
-_SUMMED = ("branches", "pruned", "probes", "rounds", "engine_calls", "decode_tokens", "probe_tokens",
+_SUMMED = ("branches", "pruned", "probes", "rounds", "engine_calls", "decode_tokens", "probe_tokens", "final_calls",
+           "final_tokens",
            "cached_tokens", "prompt_tokens", "tokens_spent")
 
 
 def summary(job: Job, outcomes: list[EpisodeOutcome], engine: str) -> tuple[list[tuple], dict, dict]:
-    """(choices as (content, reasoning, finish_reason), usage, tts)."""
+    """(choices as (content, reasoning, finish_reason, token IDs or None), usage, tts)."""
     ledgers = [b.ledger for b in job.backends]
     usage = usage_dict(sum(x.prompt_tokens for x in ledgers), sum(x.completion_tokens for x in ledgers),
                        sum(x.cached_tokens for x in ledgers))
-    choices = [(o.answer, o.reasoning, "length" if o.budget_exhausted else "stop") for o in outcomes]
+    ids = job.return_token_ids
+    choices = [(o.content, o.reasoning, "length" if o.budget_exhausted else "stop", o.token_ids if ids else None)
+               for o in outcomes]
     episodes = [episode_tts(job, i, o, engine) for i, o in enumerate(outcomes)]
     tts = episodes[0] if len(episodes) == 1 else {**_totals(episodes), "episodes": episodes}
     return choices, usage, tts
@@ -39,9 +42,11 @@ def episode_tts(job: Job, index: int, o: EpisodeOutcome, engine: str) -> dict[st
             "engine": engine, "seed": job.seeds[index], **job.source,
             "branches": len(o.obs.branches), "pruned": o.prunes, "probes": o.probes, "rounds": o.rounds,
             "engine_calls": ledger.calls, "decode_tokens": ledger.decode_tokens,
-            "probe_tokens": ledger.probe_tokens, "cached_tokens": ledger.cached_tokens,
+            "probe_tokens": ledger.probe_tokens, "final_calls": ledger.final_calls,
+            "final_tokens": ledger.final_tokens, "cached_tokens": ledger.cached_tokens,
             "prompt_tokens": ledger.prompt_tokens, "tokens_spent": o.obs.tokens_spent,
-            "votes": o.votes, "answer": o.answer, "winner_branch": o.winner,
+            "votes": o.votes, "vote": o.vote, "answer": o.answer, "winner_branch": o.winner,
+            "extractor": job.reply.extractor.spec(), "aggregator": job.aggregator.spec, "response": o.response,
             "budget_exhausted": o.budget_exhausted, "wall_s": round(o.wall_s, 4),
             **({"overshoot_tokens": ledger.overshoot_tokens} if ledger.overshoot_tokens else {}),
             **({"fallback": job.fallbacks[index]} if index in job.fallbacks else {})}

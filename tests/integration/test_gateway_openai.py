@@ -41,7 +41,8 @@ def test_chat_with_extra_body_tts(client, store) -> None:
         model="Qwen3-8B", seed=seed, messages=[{"role": "user", "content": store.questions[q]}],
         extra_body={"tts": {"controller": "cmc", "beta": 0.5}})
     offline = run_episode(load("cmc:beta=0.5"), ReplayEnv(store), q, seed)
-    assert response.choices[0].message.content == offline.answer
+    assert response.model_extra["tts"]["answer"] == offline.answer
+    assert response.choices[0].message.content == f"The answer is $\\boxed{{{offline.answer}}}$."  # replay: no text
     assert response.usage.completion_tokens == offline.tokens
     assert response.usage.prompt_tokens_details.cached_tokens == 0
     extra = response.model_extra["tts"]
@@ -56,7 +57,7 @@ def test_streaming_with_usage(client, store) -> None:
     chunks = list(stream)
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     offline = run_episode(load("parallel_probe"), ReplayEnv(store), 3, 1)
-    assert content == offline.answer
+    assert content == f"The answer is $\\boxed{{{offline.answer}}}$."
     progress = [c.model_extra["tts"]["progress"] for c in chunks if "progress" in (c.model_extra.get("tts") or {})]
     assert len(progress) == offline.steps and progress[0]["branches"] == 64
     assert chunks[-1].usage.completion_tokens == offline.tokens
@@ -64,7 +65,9 @@ def test_streaming_with_usage(client, store) -> None:
 
 def test_completions_and_models(client, store) -> None:
     completion = client.completions.create(model="qwen3-8b@esc", prompt=store.questions[0], seed=0)
-    assert completion.choices[0].text == run_episode(load("esc"), ReplayEnv(store), 0, 0).answer
+    offline = run_episode(load("esc"), ReplayEnv(store), 0, 0).answer
+    assert completion.model_extra["tts"]["answer"] == offline
+    assert completion.choices[0].text == f"The answer is $\\boxed{{{offline}}}$."  # replay stores keep no text
     assert {"Qwen3-8B", "tts-cmc"} <= {m.id for m in client.models.list()}
 
 

@@ -211,7 +211,8 @@ def test_cmc_episode_usage_equals_vllm_counters(vllm_server: str) -> None:
     assert usage["prompt_tokens"] == moved["vllm:prompt_tokens_total"]
     assert usage["completion_tokens"] == moved["vllm:generation_tokens_total"]
     assert usage["prompt_tokens_details"]["cached_tokens"] == moved["vllm:prefix_cache_hits_total"]
-    assert usage["completion_tokens"] == tts["decode_tokens"] + tts["probe_tokens"] == tts["tokens_spent"]
+    assert usage["completion_tokens"] == tts["decode_tokens"] + tts["probe_tokens"] + tts["final_tokens"]
+    assert tts["decode_tokens"] + tts["probe_tokens"] == tts["tokens_spent"]  # final: finishing the winner
     assert tts["controller"] == "cmc" and tts["beta"] == 0.2 and tts["branches"] >= 3 and tts["rounds"] >= 2
     assert tts["engine_calls"] == moved["vllm:request_success_total"]
     assert isinstance(data["choices"][0]["message"]["content"], str)

@@ -92,7 +92,7 @@ def test_rate_one_captures_every_request_in_rotated_files(tmp_path: Path) -> Non
         assert sum(r["branch_tokens"] for r in mine) == tts["tokens_spent"]
         finals = [r["final_answer"] for r in mine]
         top = max(Counter(finals).values())
-        assert body["choices"][0]["message"]["content"] == next(a for a in finals if finals.count(a) == top)
+        assert body["tts"]["answer"] == next(a for a in finals if finals.count(a) == top)
         assert {r["spec"] for r in mine} == {"sc:n=4"} and {r["seed"] for r in mine} == {tts["seed"]}
     for f in files:  # every rotated file is a replay store on its own (no golds yet)
         alone = load_store(f)
@@ -157,7 +157,7 @@ def test_feedback_labels_become_golds(tmp_path: Path) -> None:
 
     bodies, _ = serve(tmp_path, go, capture_rate=1)
     store = load_store(tmp_path / Path(*LEAF))
-    served = bodies[1]["choices"][0]["message"]["content"]
+    served = bodies[1]["tts"]["answer"]
     assert store.golds == ["not-the-answer", served, None, None]
     assert store.meta["labelled"] == 3 and store.meta["questions_with_gold"] == 2
     cell = evaluate(["sc:n=3"], [store], EvalOptions(seeds=2), workers=1, progress=False)[0]

@@ -100,6 +100,7 @@ def test_rows_follow_the_replay_semantics_and_usage_is_the_engines(tmp_path):
         assert all(isinstance(f, str) and f for f in q.finals)
     meta = store.meta
     assert meta["probe_suffix"] == "\n</think>\n\n\\boxed{" and meta["probe_max_tokens"] == 3
+    assert meta["extractor"] == {"kind": "boxed", "suffix": meta["probe_suffix"]}
     assert meta["sampling"] == {"temperature": 0.6, "top_p": 0.95, "seed": 4, "ignore_eos": False}
     assert meta["engine"] == "fake" and meta["n"] == 8 and meta["max_tokens"] == 23 and meta["created"]
     usage = meta["usage"]
@@ -112,6 +113,34 @@ def test_rows_follow_the_replay_semantics_and_usage_is_the_engines(tmp_path):
     assert usage == result.usage and [u["wall_s"] >= 0 for u in meta["question_usage"]] == [True] * 3
 
 
+def test_the_store_records_the_extractor_and_its_suffix_and_replay_honours_it(tmp_path):
+    engine = VaryingEOS()
+    store = run(engine, tmp_path / "n.parquet", extractor="number").store
+    suffix = "\n</think>\n\nThe final answer is "
+    assert store.meta["extractor"] == {"kind": "number", "suffix": suffix} and store.meta["probe_suffix"] == suffix
+    probes = [c["prompt"] for c in engine.calls if "-probe" in c["id"]]
+    tail = asyncio.run(engine.tokenize_text(suffix))
+    assert probes and all(p[-len(tail):] == tail for p in probes)  # the probes forced a number
+    pytest.importorskip("fastapi", reason="needs the serve extra")
+    from autotts.server.app import build_app
+    from autotts.server.config import GatewayConfig
+
+    from tests.helpers import run_app
+
+    async def go(client):
+        body = {"model": "fake", "messages": [{"role": "user", "content": QUESTIONS[0].question}],
+                "tts": {"controller": "sc:n=2"}}
+        same = await client.post("/v1/chat/completions", json=body)
+        other = await client.post("/v1/chat/completions",
+                                  json={**body, "tts": {"controller": "sc", "extractor": "boxed"}})
+        return same.json(), other
+
+    same, other = run_app(build_app(GatewayConfig.load(overrides={"stores": [str(tmp_path / "n.parquet")]})), go)
+    assert same["tts"]["extractor"]["kind"] == "number" and same["choices"][0]["message"]["content"].startswith(
+        "The final answer is ")
+    assert other.status_code == 400 and "recorded its answers with the number extractor" in other.text
+
+
 # sc reads each branch in one engine call (one sampling seed), so live it samples other traces than the
 # segment-wise collection: same lengths and cost, not the same text. Controllers that decode segment by
 # segment make the collection's calls with the collection's seeds, so they must match exactly.
@@ -121,7 +150,7 @@ def test_replaying_the_store_equals_running_the_controller_live(tmp_path, spec):
     engine = VaryingEOS()
     cfg = settings()
     store = run(engine, tmp_path / "s.parquet").store
-    suffix = asyncio.run(engine.tokenize_text(cfg.probe_suffix))
+    suffix = asyncio.run(engine.tokenize_text(cfg.answers.probe_suffix))
     for i, item in enumerate(QUESTIONS):
         q = store.question(i)
         one = store_in_opening_order(list(zip(q.probes, q.tokens, q.finals, strict=True)), seed=0,

@@ -9,7 +9,7 @@ import pytest
 
 MODULES = ["autotts.controllers", "autotts.controllers.actions", "autotts.controllers.aggregate",
            "autotts.controllers.confidence", "autotts.controllers.registry", "autotts.engines.answers",
-           "autotts.engines.mock"]
+           "autotts.engines.mock", "autotts.controllers.extractors", "autotts.controllers.aggregators"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -16,6 +16,7 @@ from contextlib import suppress
 
 import pytest
 from autotts.controllers import Answer, Branch, Continue, Controller, IllegalActionError, Probe, Prune
+from autotts.controllers.aggregators import parse_aggregator
 from autotts.controllers.episode import LEGALITY, EpisodeMachine
 from autotts.controllers.errors import EpisodeError, ObservationReadOnlyError
 from autotts.controllers.obs_sync import ObservationSync, apply_delta, describe, new_observation
@@ -25,7 +26,7 @@ from autotts.server.errors import ControllerFailed
 from autotts.server.executor import Caps
 from autotts.server.executor import run_episode as live_episode
 from autotts.server.replay import ReplayBranchBackend
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import store_in_opening_order
@@ -79,18 +80,19 @@ class ShuffledReplay(ReplayBranchBackend):
         return await super().probe(branch)
 
 
-def replay(store, controller, budget, max_steps):
-    env = ReplayEnv(store, token_budget=budget, record_trace=True, max_steps=max_steps)
+def replay(store, controller, budget, max_steps, aggregator=None):
+    env = ReplayEnv(store, token_budget=budget, record_trace=True, max_steps=max_steps, aggregator=aggregator)
     result = replay_episode(controller, env, 0, 0)
     error = result.error.strip().splitlines()[-1].split(": ", 1)[1] if result.error else None
     return result.answer, result.tokens, result.trace, error, result.budget_exhausted
 
 
-def live(store, controller, budget, max_steps, rng):
+def live(store, controller, budget, max_steps, rng, aggregator=None):
     backend = ShuffledReplay(store, 0, 0, prompt_tokens=3, rng=rng)
     caps = Caps(token_budget=budget, max_steps=max_steps, record_trace=True, controller_in_thread=False)
     try:
-        o = asyncio.run(live_episode(controller, backend, question_id=0, question="q?", caps=caps))
+        o = asyncio.run(live_episode(controller, backend, question_id=0, question="q?", caps=caps,
+                                     aggregator=aggregator))
     except ControllerFailed as exc:
         return None, exc.tokens_spent, exc.trace, exc.reason, False
     assert backend.ledger.completion_tokens >= o.obs.tokens_spent  # the engine did at least what was charged
@@ -105,6 +107,25 @@ def test_replay_driver_and_live_executor_agree_on_every_episode(branches, script
     store = store_in_opening_order(branches)
     offline = replay(store, Script(script), budget, max_steps)
     online = live(store, Script(script), budget, max_steps, random.Random(shuffle))
+    assert online == offline
+
+
+spelled = st.tuples(st.lists(st.sampled_from(["a", "A.", " a", "b", "B", "ERR"]), min_size=1, max_size=4),
+                    st.integers(0, 3000), st.sampled_from(["a", "A", "b.", "B"]))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(branches=st.lists(spelled, min_size=1, max_size=5), script=batches,
+       budget=st.one_of(st.none(), st.integers(1, 6000)), shuffle=st.integers(0, 2**16))
+@example(branches=[(["a"], 1000, "a"), (["b"], 1000, "A")], script=[[Branch(2, None, False)]], budget=None,
+         shuffle=0)  # full reads (the replay driver's shortcut) reveal the class of a final spelt anew
+def test_the_drivers_agree_when_answers_vote_by_class(branches, script, budget, shuffle):
+    """With a key aggregator every revealed answer (probes, full reads, unit by unit) maps to its class's
+    first spelling, in the replay driver's shortcuts and the live executor's units alike."""
+    store = store_in_opening_order(branches)
+    aggregator = parse_aggregator("normalized")
+    offline = replay(store, Script(script), budget, 10_000, aggregator)
+    online = live(store, Script(script), budget, 10_000, random.Random(shuffle), aggregator)
     assert online == offline
 
 

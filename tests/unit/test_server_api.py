@@ -47,7 +47,8 @@ def test_chat_response_shape_usage_and_tts() -> None:
     assert body["object"] == "chat.completion" and body["model"] == "Qwen3-8B"
     choice = body["choices"][0]
     assert choice["finish_reason"] == "stop" and choice["message"]["role"] == "assistant"
-    assert choice["message"]["content"] == body["tts"]["answer"]
+    assert choice["message"]["content"] == f"The answer is $\\boxed{{{body['tts']['answer']}}}$."  # replay: no text
+    assert body["tts"]["response"] == {"mode": "answer", "reason": "replay stores keep no text"}
     assert "[replay] Qwen3-8B/aime25 question 0" in choice["message"]["reasoning_content"]
     usage, tts = body["usage"], body["tts"]
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
@@ -90,7 +91,8 @@ def test_completions_n_and_models_and_health() -> None:
     assert completion["object"] == "text_completion" and len(completion["choices"]) == 2
     episodes = completion["tts"]["episodes"]
     assert [e["seed"] for e in episodes] == [7, 8]
-    assert [c["text"] for c in completion["choices"]] == [e["answer"] for e in episodes]
+    sentences = [f"The answer is $\\boxed{{{e['answer']}}}$." for e in episodes]  # replay stores keep no text
+    assert [c["text"] for c in completion["choices"]] == sentences
     assert completion["usage"]["completion_tokens"] == sum(e["decode_tokens"] for e in episodes)
     assert completion["tts"]["branches"] == 128
     ids = [m["id"] for m in models["data"]]
@@ -121,7 +123,7 @@ def test_streaming_chunks_progress_answer_usage() -> None:
     assert content == plain["choices"][0]["message"]["content"]
     assert any("reasoning_content" in d for d in deltas)
     finish = [c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
-    assert len(finish) == 1 and finish[0]["tts"]["answer"] == content
+    assert len(finish) == 1 and content == f"The answer is $\\boxed{{{finish[0]['tts']['answer']}}}$."
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == plain["usage"]
 
 

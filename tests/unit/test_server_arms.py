@@ -173,7 +173,7 @@ def test_a_failing_controller_falls_back_to_one_plain_completion() -> None:
     body = response.json()
     plain = run_episode(load("sc:n=1"), ReplayEnv(STORE_DATA), 5, 1)
     assert body["tts"]["fallback"] == "controller_error" and body["tts"]["branches"] == 1
-    assert body["choices"][0]["message"]["content"] == plain.answer
+    assert body["tts"]["answer"] == plain.answer
     assert body["usage"]["completion_tokens"] == plain.tokens
     assert 'autotts_fallbacks_total{arm="body",controller="sc"' in metrics
 
@@ -209,7 +209,7 @@ def test_an_episode_cut_by_its_budget_without_an_answer_falls_back(tmp_path) -> 
                          check_artifacts=False)  # it breaks the contract on purpose: skip the load-time check
     plain = run_episode(load("sc:n=1"), ReplayEnv(STORE_DATA), 2, 1)
     assert (body["tts"]["arm"], body["tts"]["controller"], body["tts"]["fallback"]) == ("quiet", "silent", "budget")
-    assert body["choices"][0]["message"]["content"] == plain.answer is not None
+    assert body["tts"]["answer"] == plain.answer is not None
     assert 'autotts_fallbacks_total{arm="quiet",controller="silent"' in metrics
 
 
