@@ -16,6 +16,16 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_REPLAY = REPO.parent / "shared" / "replay"
 
 
+@pytest.fixture(scope="module")
+def jail_works() -> None:
+    """Fail the module's tests, never skip them, where the kernel sandbox does not work."""
+    from autotts.sandbox import sandbox_status
+
+    status = sandbox_status()
+    if not status.available:
+        pytest.fail(f"the kernel sandbox does not work here: {status.reason}")
+
+
 @pytest.fixture(scope="session")
 def shared_replay() -> Path:
     """../shared/replay; CI must have it (fail), a developer without it skips with a reason."""

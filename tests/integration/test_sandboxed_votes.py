@@ -11,7 +11,6 @@ import textwrap
 
 import pytest
 from autotts.offline.evaluate import EvalOptions, evaluate
-from autotts.sandbox import sandbox_status
 
 from tests.helpers import run_app, short, store_in_opening_order
 
@@ -33,11 +32,7 @@ SOURCE = textwrap.dedent('''
 ''')
 
 
-@pytest.fixture(scope="module", autouse=True)
-def jail_works():
-    status = sandbox_status()
-    if not status.available:
-        pytest.fail(f"the kernel sandbox does not work here: {status.reason}")
+pytestmark = pytest.mark.usefixtures("jail_works")  # fails (never skips) without a working jail
 
 
 @pytest.fixture(scope="module")

@@ -33,18 +33,14 @@ from autotts.discovery.evaluate import EvalConfig, evaluate_source
 from autotts.offline.env import ReplayEnv, recorded_branch
 from autotts.offline.episode import episode_result
 from autotts.offline.store import ReplayStore
-from autotts.sandbox import Limits, sandbox_status
+from autotts.sandbox import Limits
 from autotts.sandbox.remote import SandboxedClass, run_lockstep
 
 REPO = Path(__file__).resolve().parents[2]
 QUESTIONS, BRANCHES, SEEDS = 3, 16, (0, 1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def jail_works():
-    status = sandbox_status()
-    if not status.available:
-        pytest.fail(f"the kernel sandbox does not work here: {status.reason}")
+pytestmark = pytest.mark.usefixtures("jail_works")  # fails (never skips) without a working jail
 
 
 @pytest.fixture(scope="module")
