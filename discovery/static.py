@@ -12,6 +12,7 @@ convenience and a first layer only; the sandbox enforces the same rules at run t
 from __future__ import annotations
 
 import ast
+import threading
 
 __all__ = ["ALLOWED_IMPORTS", "problems"]
 
@@ -25,6 +26,11 @@ FORBIDDEN_ATTRS = frozenset({"__subclasses__", "__globals__", "__code__", "__bui
                              "__spec__", "__import__", "f_globals", "f_locals", "f_back", "gi_frame", "tb_frame"})
 
 
+# CPython 3.11's AST constructor keeps its recursion depth in shared state: two threads parsing at once can
+# fail with "SystemError: AST constructor recursion depth mismatch" (seen with discovery's parallel jobs).
+_PARSE_LOCK = threading.Lock()
+
+
 def _allowed(module: str) -> bool:
     return any(module == a or module.startswith(a + ".") for a in ALLOWED_IMPORTS)
 
@@ -34,7 +40,8 @@ def problems(source: str, *, max_chars: int = 100_000) -> list[str]:
     if len(source) > max_chars:
         return [f"source is {len(source):,} characters; the limit is {max_chars:,}"]
     try:
-        tree = ast.parse(source)
+        with _PARSE_LOCK:
+            tree = ast.parse(source)
     except SyntaxError as exc:
         return [f"line {exc.lineno}: syntax error: {exc.msg}"]
     found: list[str] = []
