@@ -49,6 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--extractor", default="boxed", metavar="SPEC",
                    help="how answers are read: boxed (default), number, choice, or a JSON mapping such as "
                         "'{\"kind\": \"regex\", \"pattern\": \"ANSWER: (\\\\w+)\"}' (recorded in the store)")
+    p.add_argument("--aggregator", default=None, metavar="SPEC",
+                   help="how the store's answers vote when eval, discover and the replay engine are not told "
+                        "otherwise (recorded in the store; default: the extractor's, as the live gateway votes: "
+                        "math for boxed and number, normalized for the others)")
     p.add_argument("--probe-suffix", default=None, metavar="TEXT",
                    help="answer-forcing text appended to a copy of the trace for a probe; \\n and \\t are "
                         "interpreted (default: the extractor's, e.g. '\\n</think>\\n\\n\\boxed{' for boxed)")
@@ -102,6 +106,13 @@ async def _run(args: argparse.Namespace) -> None:
         raise CollectError(f"--out must be a .parquet file, got {args.out}")
     if args.limit is not None and args.limit < 1:
         raise CollectError(f"--limit must be >= 1, got {args.limit}")
+    if args.aggregator:
+        from autotts.controllers.aggregators import parse_aggregator
+
+        try:
+            args.aggregator = parse_aggregator(args.aggregator, "--aggregator").spec
+        except ValueError as exc:
+            raise CollectError(str(exc)) from None
     questions = read_questions(args.questions, limit=args.limit)
     engine = _engine(args)
     try:
@@ -119,7 +130,8 @@ async def _run(args: argparse.Namespace) -> None:
             temperature=args.temperature, top_p=args.top_p, seed=args.seed, ignore_eos=args.ignore_eos,
             prompt_template=_unescape(args.prompt_template), chat_template_kwargs=args.chat_template_kwargs)
         meta = {"engine": args.engine, "engine_url": args.engine_url, "tokenizer": str(args.model or engine.model),
-                "engine_model": engine.model, "questions_file": Path(args.questions).name}
+                "engine_model": engine.model, "questions_file": Path(args.questions).name,
+                **({"aggregator": args.aggregator} if args.aggregator else {})}
         result = await collect(engine, questions, settings, out=args.out, resume=args.resume,
                                concurrency=args.concurrency, progress=not args.no_progress, meta=meta)
     finally:

@@ -46,8 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--answer-mode", choices=MODES, default="exact",
                    help="correctness: exact strings (paper parity) or math equivalence (default exact)")
     p.add_argument("--aggregator", default=None, metavar="SPEC",
-                   help="how episodes vote: exact (default; the replay table), normalized, math[:tolerance=X], "
-                        "semantic[:threshold=X] (local embedding model); see docs/serving.md")
+                   help="how episodes vote: exact, normalized, math[:tolerance=X], semantic[:threshold=X] (local "
+                        "embedding model). Default: the controller's own, else what each store records (autotts "
+                        "collect records the live gateway's: math for boxed answers), else exact (the replay "
+                        "table, the bundled stores); see docs/serving.md")
     p.add_argument("--extractor", default=None, metavar="SPEC",
                    help="check that every store's answers were recorded with this extractor (autotts collect "
                         "--extractor; stores that do not say are boxed)")

@@ -35,7 +35,7 @@ from .errors import VoteSpecError
 from .normalize import math_key, numeric_value
 
 __all__ = ["AGGREGATORS", "Aggregator", "Cluster", "Equivalence", "Vote", "judge_prompt", "normalized_key",
-           "parse_aggregator", "parse_judge"]
+           "parse_aggregator", "parse_judge", "recorded_aggregator"]
 
 AGGREGATORS = ("exact", "normalized", "math", "semantic", "judge")
 _OPTIONS = {"math": {"tolerance": 1e-6}, "semantic": {"threshold": 0.7}}
@@ -231,3 +231,10 @@ def parse_aggregator(value: str | Aggregator | None, where: str = "aggregator") 
             raise VoteSpecError(f"{where}: {name}.{key.strip()} is out of range: {raw!r}")
         options[key.strip()] = number
     return Aggregator(name, options)
+
+
+def recorded_aggregator(meta: dict[str, Any]) -> Aggregator:
+    """How a replay store's answers vote by default: the aggregator its metadata records (`autotts collect`
+    and capture record the one the live gateway would use), else exact strings, the replay table's rule
+    for stores that do not say (the bundled Qwen3 stores among them)."""
+    return parse_aggregator(meta.get("aggregator"), "store metadata: aggregator")

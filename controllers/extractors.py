@@ -72,6 +72,12 @@ class Extractor:
     suffix: str | None = None  # the answer-forcing suffix (None: the kind's own)
 
     @property
+    def default_aggregator(self) -> str:
+        """How answers of this kind vote unless a request, arm, controller or config says otherwise: math
+        equivalence for math and numbers (``1/2`` = ``0.5``), normalised strings for letters, matches and fields."""
+        return "math" if self.kind in ("boxed", "number") else "normalized"
+
+    @property
     def probe_suffix(self) -> str:
         """What a probe appends to a copy of the branch so that its next tokens are the answer."""
         if self.suffix is not None:

@@ -66,6 +66,8 @@ class HTTPEngine:
         other failure is mapped (`_lost` for transport errors that need a health check to name).
         """
         extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        if self.client.is_closed:  # a call still running while its owner shut the adapter down
+            raise EngineDown(f"engine adapter for {self.url} is closed; {method} {path} was not sent")
         for attempt in range(STALE_RETRIES + 1):
             trace = _Trace()
             request = self.client.build_request(method, path, json=body, headers=headers,

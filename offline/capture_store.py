@@ -151,7 +151,7 @@ def load_capture(leaf: str | Path) -> ReplayStore:
         raise StoreError(f"{leaf}: no {CAPTURE_PREFIX}*.parquet files (not a capture directory)")
     labels = read_labels(leaf)
     questions: dict[str, dict[str, Any]] = {}  # prompt hash → record, in order of first capture
-    models, segs, extractors = set(), set(), {}
+    models, segs, extractors, aggregators = set(), set(), {}, set()
     completions: set[str] = set()
     truncated = rows_total = 0
     for path in files:
@@ -160,6 +160,7 @@ def load_capture(leaf: str | Path) -> ReplayStore:
         segs.add(meta["segment_tokens"])
         if meta.get("extractor") is not None:  # files from before extractors were recorded read boxed
             extractors.setdefault(json.dumps(meta["extractor"], sort_keys=True), meta["extractor"])
+        aggregators.add(meta.get("aggregator"))  # None: files from before aggregators were recorded
         cols = {name: table.column(name).to_pylist() for name in
                 ("question", "prompt_sha256", "completion_id", "probe_answers", "branch_tokens", "final_answer",
                  "complete")}
@@ -198,6 +199,9 @@ def load_capture(leaf: str | Path) -> ReplayStore:
             "truncated_branches": truncated, "gold_conflicts": conflicts,
             "min_branches": min(len(r["branches"]) for r in records),
             "max_branches": max(len(r["branches"]) for r in records),
-            **({"extractor": next(iter(extractors.values()))} if extractors else {})}
+            **({"extractor": next(iter(extractors.values()))} if extractors else {}),
+            # the vote the served episodes used; files that disagree (A/B arms voting differently) leave the
+            # choice to whoever evaluates the store: exact strings unless told
+            **({"aggregator": next(iter(aggregators))} if len(aggregators) == 1 and None not in aggregators else {})}
     model, seg = models.pop(), segs.pop()
     return ReplayStore.from_records(model, f"capture-seg{seg}", seg, records, meta=meta, path=str(leaf))

@@ -224,7 +224,7 @@ def build_store(settings: CollectSettings, parts: list[dict[str, Any]], meta: di
     usage = {k: sum(int(p["usage"].get(k, 0)) for p in parts) for k in USAGE_KEYS}
     meta = {"source": "autotts collect", "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "n": settings.n, "max_tokens": settings.max_tokens, "probe_suffix": settings.answers.probe_suffix,
-            "extractor": settings.answers.spec(),
+            "extractor": settings.answers.spec(), "aggregator": settings.answers.default_aggregator,
             "probe_max_tokens": settings.probe_max_tokens,
             "sampling": {"temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed,
                          "ignore_eos": settings.ignore_eos},

@@ -15,8 +15,9 @@ import random
 from functools import lru_cache
 from typing import Any
 
-from autotts.controllers.aggregators import Aggregator
+from autotts.controllers.aggregators import Aggregator, recorded_aggregator
 from autotts.controllers.episode import MAX_STEPS, EpisodeMachine, Recorded
+from autotts.controllers.errors import VoteSpecError
 from autotts.controllers.observation import Observation
 
 from .store import ReplayStore
@@ -39,6 +40,14 @@ def recorded_branch(store: ReplayStore, question: int, seed: int, branch: int) -
     return q.probes[row], q.tokens[row], q.finals[row]
 
 
+def store_aggregator(store: ReplayStore) -> Aggregator:
+    """The aggregator `store` records for its answers (`recorded_aggregator`); a bad one names the store."""
+    try:
+        return recorded_aggregator(store.meta)
+    except VoteSpecError as exc:
+        raise VoteSpecError(f"{store.path or store.name}: {exc}") from None
+
+
 class ReplayEnv:
     """Replays one store. One instance runs one episode at a time; `reset` starts the next."""
 
@@ -53,7 +62,8 @@ class ReplayEnv:
         self.token_budget = token_budget
         self.record_trace = record_trace
         self.max_steps = max_steps
-        self.aggregator = aggregator  # how episodes vote (None: exact strings, the replay table's rule)
+        #: how episodes vote (None: the store's recorded aggregator; exact strings when it records none)
+        self.aggregator = aggregator if aggregator is not None else store_aggregator(store)
         self.machine: EpisodeMachine | None = None
 
     def machine_for(self, question: int, seed: int, *, beta: float | None = None, record_trace: bool | None = None,

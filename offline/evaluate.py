@@ -22,7 +22,7 @@ from autotts.controllers.errors import VoteSpecError
 from autotts.controllers.extractors import parse_extractor
 from autotts.controllers.registry import load
 
-from .env import ReplayEnv
+from .env import ReplayEnv, store_aggregator
 from .episode import EpisodeResult, run_episode
 from .importer import find_data_files
 from .loaded_stores import STORES as _STORES  # filled before forking; workers inherit it
@@ -45,7 +45,8 @@ class EvalOptions:
     kappa_probe: int = 0
     token_budget: int | None = None
     answer_mode: str = "exact"
-    #: how episodes vote (`autotts.controllers.aggregators`; None: the controller's own, else exact strings);
+    #: how episodes vote (`autotts.controllers.aggregators`; None: the controller's own, else the one each
+    #: store records, else exact strings);
     #: anything but exact replays without the fast kernels
     aggregator: str | None = None
     #: the answers a store must have been recorded with (None: whatever each store's metadata says); a
@@ -111,7 +112,8 @@ def _run_chunk(spec: str, store_key: str, seeds: list[int], opts: EvalOptions) -
     controller = load(spec, allow_code=True)
     from .fast import run_fast  # built-ins: compiled kernels, same episodes (tests/unit/test_fast_path.py)
 
-    aggregator = parse_aggregator(opts.aggregator or getattr(controller, "aggregator", None), "aggregator")
+    named = opts.aggregator or getattr(controller, "aggregator", None)
+    aggregator = parse_aggregator(named, "aggregator") if named else store_aggregator(store)
     fast = None if aggregator.name != "exact" else run_fast(
         controller, store, [s for s in seeds if s not in opts.trace_seeds], kappa_probe=opts.kappa_probe,
         token_budget=opts.token_budget, answer_mode=opts.answer_mode)

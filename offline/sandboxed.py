@@ -88,7 +88,8 @@ def run_sandboxed(spec: str, store: ReplayStore, seeds: list[int], *, kappa_prob
                   token_budget: int | None = None, answer_mode: str = "exact", trace_seeds: tuple[int, ...] = (),
                   options: SandboxOptions | None = None, aggregator: Aggregator | None = None) -> list[EpisodeResult]:
     """Episodes (seed-major, then question) of the artifact `spec`, all in lockstep on its worker; they vote
-    with `aggregator`, else the one the artifact's class names (as the same class would in process)."""
+    with `aggregator`, else the one the artifact's class names (as the same class would in process), else the
+    store's."""
     options = options or SandboxOptions()
     controller = sandboxed_controller(spec, options)
     if aggregator is None and controller.owner.info.aggregator is not None:

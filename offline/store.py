@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from autotts.controllers.aggregators import recorded_aggregator
+
 from .capture_store import load_capture
 from .errors import StoreError
 from .importer import read_public_json
@@ -23,12 +25,20 @@ def load_store(path: str | Path, *, model: str | None = None, dataset: str | Non
     path = Path(path)
     if path.is_dir():  # a directory of captured gateway traffic (offline/capture_store.py)
         store = load_capture(path)
-        store.model, store.dataset = model or store.model, dataset or store.dataset
-        return store
-    if not path.is_file():
+    elif not path.is_file():
         raise StoreError(f"{path}: no such file")
-    if path.suffix == ".parquet":
+    elif path.suffix == ".parquet":
         store = ReplayStore.read_parquet(path)
-        store.model, store.dataset = model or store.model, dataset or store.dataset
-        return store
-    return read_public_json(path, model=model, dataset=dataset)
+    else:
+        return _checked(read_public_json(path, model=model, dataset=dataset))
+    store.model, store.dataset = model or store.model, dataset or store.dataset
+    return _checked(store)
+
+
+def _checked(store: ReplayStore) -> ReplayStore:
+    """`store`, once the aggregator its metadata records (if any) is one votes can use."""
+    try:
+        recorded_aggregator(store.meta)
+    except ValueError as exc:
+        raise StoreError(f"{store.path}: {exc}") from None
+    return store

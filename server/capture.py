@@ -158,7 +158,7 @@ class TrafficCapture:
             leaf = (job.model, seg, extractor_tag(extractor.spec()))
             meta = {"model": job.model, "dataset": f"capture-seg{seg}", "segment_tokens": seg, "engine": self.engine,
                     "probe_suffix": None if self.engine == "replay" else extractor.probe_suffix,
-                    "extractor": extractor.spec(), "redacted": self.redact}
+                    "extractor": extractor.spec(), "aggregator": job.aggregator.spec, "redacted": self.redact}
             for i, (outcome, backend) in enumerate(zip(outcomes, job.backends, strict=True)):
                 sampling = backend.sampling
                 common = {"question": question, "prompt_sha256": key, "completion_id": job.rid, "choice": i,

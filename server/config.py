@@ -69,7 +69,9 @@ class GatewayConfig:
     kappa_probe: int = 0  # replay: tokens charged per revealed probe
     # answers and votes (docs/serving.md, "Answers, votes and the response"); requests and arms may override
     extractor: Any = "boxed"  # boxed | number | choice | regex | json, or a mapping {kind, pattern, field, suffix}
-    aggregator: str = "exact"  # exact | normalized | math[:tolerance=X] | semantic[:threshold=X] | judge
+    #: exact | normalized | math[:tolerance=X] | semantic[:threshold=X] | judge; None: the answers' own (live:
+    #: math for boxed and number answers, normalized for the others; replay: what the store records)
+    aggregator: str | None = None
     response: str = "full"  # full: the winning branch's own text | answer: a short answer sentence
     embeddings_url: str | None = None  # semantic votes: an OpenAI-compatible /v1/embeddings server (None: local model)
     embeddings_model: str | None = None

@@ -138,7 +138,7 @@ def _replay_job(gateway, kind, rid, body, selection, controller, caps, question,
 
     return Job(kind, rid, model, selection, controller, [backend(i) for i in range(len(seeds))], seeds,
                question, caps, source={"store": store.name, "question": qi}, fresh_backend=backend,
-               aggregator=votes.aggregator, reply=ReplyPlan(votes.response, extractor))
+               aggregator=votes.answers_aggregator(store.meta), reply=ReplyPlan(votes.response, extractor))
 
 
 async def _live_job(gateway, kind, rid, body, selection, controller, caps, question, votes) -> Job:
@@ -173,7 +173,7 @@ async def _live_job(gateway, kind, rid, body, selection, controller, caps, quest
     job = Job(kind, rid, public, selection, controller, [], seeds, question, caps, source=source,
               fresh_backend=lambda i: backend(i, "-fallback"), lease=lease,
               rebuild=lambda: [backend(i, f"-retry{job.retries}") for i in range(len(seeds))],
-              aggregator=votes.aggregator, reply=ReplyPlan(votes.response, votes.extractor, split))
+              aggregator=votes.answers_aggregator(), reply=ReplyPlan(votes.response, votes.extractor, split))
     try:
         job.backends = [backend(i) for i in range(len(seeds))]
     except BaseException:

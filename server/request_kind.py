@@ -7,7 +7,9 @@ that did not ask for a controller themselves (a body, header or model alias): a 
 is not applied to a chat the app did not mean for it. The reason goes into ``tts.passthrough``.
 
 `vote_settings` resolves the extractor, aggregator and response of a request: the request's ``tts`` field,
-else its A/B arm's, else (aggregator only) the one the controller names, else the gateway config's.
+else its A/B arm's, else (aggregator only) the one the controller names, else the gateway config's; an
+aggregator nobody names is the answers' own: what a replay store records (exact strings for the bundled
+ones, as `autotts eval` votes), live the extractor's default (math for boxed answers).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from autotts.controllers.aggregators import Aggregator, parse_aggregator
+from autotts.controllers.aggregators import Aggregator, parse_aggregator, recorded_aggregator
 from autotts.controllers.base import Controller
 from autotts.controllers.errors import VoteSpecError
 from autotts.controllers.extractors import Extractor, parse_extractor
@@ -51,9 +53,18 @@ def passthrough_reason(kind: str, body: Any, selection: Selection) -> tuple[str,
 @dataclass(frozen=True)
 class VoteSettings:
     extractor: Extractor
-    aggregator: Aggregator
+    aggregator: Aggregator | None  # None: nobody named one, the answers' own applies (`answers_aggregator`)
     response: str
     extractor_asked: bool  # the request or its arm named the extractor (not the config default)
+
+    def answers_aggregator(self, store_meta: dict[str, Any] | None = None) -> Aggregator:
+        """How the episode votes: the one named, else the replay store's recorded one (exact strings when it
+        records none, as `autotts eval` votes on it), else, live, the extractor's default (math for boxed)."""
+        if self.aggregator is not None:
+            return self.aggregator
+        if store_meta is not None:
+            return recorded_aggregator(store_meta)
+        return parse_aggregator(self.extractor.default_aggregator)
 
     def store_extractor(self, recorded: dict[str, Any] | None) -> Extractor:
         """The extractor of a replay store's answers (boxed when the store does not say); a request that asked
@@ -79,8 +90,9 @@ def vote_settings(cfg: GatewayConfig, tts: Any, selection: Selection, controller
             if extractor.kind == "boxed" and extractor.suffix is None:
                 extractor = Extractor(suffix=cfg.probe_suffix)  # probe_suffix: the default extractor's suffix
         named = getattr(controller, "aggregator", None)  # built-ins, artifacts in process and sandboxed alike
-        aggregator = parse_aggregator(asked["aggregator"] or arm.get("aggregator") or named or cfg.aggregator,
-                                      "tts.aggregator" if asked["aggregator"] else "aggregator")
+        chosen = asked["aggregator"] or arm.get("aggregator") or named or cfg.aggregator
+        aggregator = None if chosen is None else parse_aggregator(
+            chosen, "tts.aggregator" if asked["aggregator"] else "aggregator")
     except VoteSpecError as exc:
         param = str(exc).split(":")[0].split(" ")[0]
         raise BadRequest(str(exc), param=param) from None

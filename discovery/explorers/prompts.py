@@ -49,6 +49,10 @@ The Observation has: branches (each: id, depth, finished, pruned, answers, lates
 finishing order), completed_answers(), running(), active(), tokens_spent, branches_available, step, beta, memory.
 Helpers: majority, top_two(answers) -> (winner, v1, v2), vote_counts, beta_confidence(v1, v2) (Beta-posterior
 confidence that the leader's share > 1/2).
+Votes: the answers you see are already joined by the store's aggregator (equivalent answers such as 1/2 and 0.5
+arrive as one string when it is math), so counting strings counts classes. A class attribute aggregator = "exact",
+"normalized" or "math" names the vote the controller is meant for instead; leave it unset to use the store's (what
+the live gateway uses for the same answers).
 
 Rules: write one Python module with exactly one subclass of GeneratorController (a generator `run(obs)` yielding
 batches and returning the answer string) or Controller (`step(obs) -> list`). It must be deterministic, keep episode

@@ -19,6 +19,7 @@ from collections import Counter
 import pyarrow.parquet as pq
 import pytest
 from autotts.cli.main import main
+from autotts.controllers.aggregators import parse_aggregator
 from autotts.engines.errors import EngineDown
 from autotts.engines.vllm_http import VLLMHTTPEngine
 from autotts.offline.collect import CollectError, CollectSettings, collect
@@ -41,10 +42,12 @@ def write_questions(path, tag: str) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def majority_in_opening_order(finals: list[str], seed: int) -> str:
+def majority_in_opening_order(finals: list[str], seed: int, aggregator: str) -> str:
+    """The first of the most frequent answers in opening order, equivalent ones joined as `aggregator` does."""
     order = list(range(len(finals)))
     random.Random(seed).shuffle(order)
-    seen = [finals[i] for i in order]
+    join = parse_aggregator(aggregator).equivalence()
+    seen = [join(finals[i]) if join else finals[i] for i in order]
     counts = Counter(seen)
     top = max(counts.values())
     return next(a for a in seen if counts[a] == top)
@@ -82,7 +85,9 @@ def test_collect_then_sc_equals_majority_and_engine_tokens(vllm_server, tmp_path
         assert q.tokens == [MAX_TOKENS] * N and [len(p) for p in q.probes] == [MAX_TOKENS // DELTA - 1] * N
         assert sum(q.tokens) == per_q[qi]["decode_tokens"]
 
-    # autotts eval of sc over all 8 traces: the majority of the collected finals, the engine's decode tokens
+    # autotts eval of sc over all 8 traces: the majority of the collected finals (voting as the live gateway
+    # would, which the store records), the engine's decode tokens
+    assert store.meta["aggregator"] == "math"
     episodes = tmp_path / "ep.parquet"
     assert main(["eval", "--data", str(out), "--controller", f"sc:n={N}", "--seeds", "4", "--workers", "1",
                  "--out", str(tmp_path / "r.csv"), "--episodes-out", str(episodes), "--no-progress"]) == 0
@@ -90,7 +95,7 @@ def test_collect_then_sc_equals_majority_and_engine_tokens(vllm_server, tmp_path
     assert len(rows) == 12
     for row in rows:
         finals = store.question(row["question"]).finals
-        assert row["answer"] == majority_in_opening_order(finals, row["seed"]), row
+        assert row["answer"] == majority_in_opening_order(finals, row["seed"], "math"), row
         assert row["tokens"] == per_q[row["question"]]["decode_tokens"]
     assert sum(r["tokens"] for r in rows if r["seed"] == 0) == usage["decode_tokens"]
 

@@ -24,6 +24,7 @@ pytest.importorskip("fastapi", reason="needs the serve extra: pip install 'autot
 import httpx
 import pyarrow.parquet as pq
 from autotts.cli.main import main
+from autotts.controllers.aggregators import parse_aggregator
 from autotts.controllers.registry import load
 from autotts.engines.fake import FakeEngine
 from autotts.offline.check import _episode_log
@@ -57,7 +58,10 @@ async def _serve(app, plan) -> list[tuple[dict, dict | None]]:
     return out  # the lifespan has closed: every captured episode is on disk
 
 
-def _majority(answers: list[str]) -> str:
+def _majority(answers: list[str], aggregator: str = "exact") -> str:
+    """The vote's winner: the first of the most frequent answers, after joining classes for a key aggregator."""
+    equivalence = parse_aggregator(aggregator).equivalence()
+    answers = [equivalence(a) if equivalence else a for a in answers]
     counts = Counter(answers)
     top = max(counts.values())
     return next(a for a in answers if counts[a] == top)
@@ -95,7 +99,7 @@ def check_capture(tmp: Path, leaf: Path, served: list[tuple[dict, dict | None]])
         if tts["controller"] == "sc":  # full reads: the served answer is the majority of the captured finals
             assert all(r["complete"] for r in rows)
             ordered = sorted(rows, key=lambda r: r["opened"])
-            assert tts["answer"] == _majority([r["final_answer"] for r in ordered])
+            assert tts["answer"] == _majority([r["final_answer"] for r in ordered], tts["aggregator"])
     # 2. `autotts eval` on the capture directory
     k = min(len(q["rows"]) for q in questions)
     out = tmp / "eval"
@@ -106,14 +110,16 @@ def check_capture(tmp: Path, leaf: Path, served: list[tuple[dict, dict | None]])
     with open(out / "r.csv", newline="") as fh:
         table = {r["spec"]: r for r in csv.DictReader(fh)}
     episodes = pq.read_table(out / "ep.parquet").to_pylist()
-    # 3. sc:n=k by hand from the raw rows
+    # 3. sc:n=k by hand from the raw rows, voting as the gateway did (the store records how)
+    voted = {data["tts"]["aggregator"] for data, _ in served}
+    assert len(voted) == 1 and load_store(leaf).meta["aggregator"] == next(iter(voted))
     expected, correct, tokens = {}, [], []
     for qi, q in enumerate(questions):
         for seed in range(SEEDS):
             order = list(range(len(q["rows"])))
             random.Random(seed).shuffle(order)
             first = [q["rows"][i] for i in order[:k]]
-            answer = _majority([r["final_answer"] for r in first])
+            answer = _majority([r["final_answer"] for r in first], next(iter(voted)))
             expected[qi, seed] = answer
             tokens.append(sum(r["branch_tokens"] for r in first))
             if q["gold"] is not None:

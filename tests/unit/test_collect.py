@@ -101,6 +101,7 @@ def test_rows_follow_the_replay_semantics_and_usage_is_the_engines(tmp_path):
     meta = store.meta
     assert meta["probe_suffix"] == "\n</think>\n\n\\boxed{" and meta["probe_max_tokens"] == 3
     assert meta["extractor"] == {"kind": "boxed", "suffix": meta["probe_suffix"]}
+    assert meta["aggregator"] == "math"  # what the live gateway votes boxed answers with; eval follows it
     assert meta["sampling"] == {"temperature": 0.6, "top_p": 0.95, "seed": 4, "ignore_eos": False}
     assert meta["engine"] == "fake" and meta["n"] == 8 and meta["max_tokens"] == 23 and meta["created"]
     usage = meta["usage"]

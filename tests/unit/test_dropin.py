@@ -5,6 +5,7 @@ tests/integration/test_vllm_dropin.py; the SDK pieces offline: tests/unit/test_v
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -118,16 +119,21 @@ def test_extractors_read_answers_and_probes_use_their_suffix(extractor, probe, f
 
 
 def test_math_votes_live_join_equivalent_answers() -> None:
+    """Boxed answers vote by math equivalence unless a request, arm, controller or config says otherwise."""
     finals = ["\\boxed{3}", "\\boxed{1/2}", "\\boxed{3}", "\\boxed{0.5}", "\\boxed{\\frac{1}{2}}"]
 
-    def tts(**extra):
-        replies = iter(finals)
-        return post(MockEngine(lambda request: next(replies)), chat(seed=0, tts={"controller": "sc:n=5", **extra}))
+    def tts(config=None, **extra):
+        replies = itertools.cycle(finals)
+        return post(MockEngine(lambda request: next(replies)), chat(seed=0, tts={"controller": "sc:n=5", **extra}),
+                    **(config or {}))
 
-    exact, math = tts().json()["tts"], tts(aggregator="math").json()["tts"]
+    exact, math = tts(aggregator="exact").json()["tts"], tts().json()["tts"]
     assert exact["answer"] == "3" and exact["votes"] == {"3": 2, "1/2": 1, "0.5": 1, "\\frac{1}{2}": 1}
     assert math["answer"] == "1/2" and math["votes"] == {"1/2": 3, "3": 2} and math["aggregator"] == "math"
     assert math["vote"]["clusters"][0]["variants"] == ["1/2", "0.5", "\\frac{1}{2}"]
+    assert tts(config={"aggregator": "exact"}).json()["tts"]["answer"] == "3"
+    assert tts(extractor="number").json()["tts"]["aggregator"] == "math"
+    assert tts(extractor="choice").json()["tts"]["aggregator"] == "normalized"
 
 
 def test_the_judge_is_one_more_call_to_the_same_engine() -> None:

@@ -12,9 +12,13 @@ from autotts.controllers.normalize import math_key
 from autotts.controllers.registry import load
 from autotts.offline.env import ReplayEnv
 from autotts.offline.episode import run_episode
+from autotts.offline.errors import StoreError
 from autotts.offline.evaluate import EvalOptions, evaluate
+from autotts.offline.store import load_store
+from autotts.server.app import build_app
+from autotts.server.config import GatewayConfig
 
-from tests.helpers import short, store_in_opening_order
+from tests.helpers import run_app, short, store_in_opening_order
 
 
 @pytest.mark.parametrize(("spec", "final_text", "probe_text", "final", "probe"), [
@@ -121,3 +125,41 @@ def test_the_evaluator_refuses_the_judge_and_stores_of_another_extractor():
     with pytest.raises(VoteSpecError, match="recorded with the boxed extractor"):
         evaluate(["sc"], [store], EvalOptions(seeds=1, extractor="number"), workers=1, progress=False)
     assert evaluate(["sc:n=7"], [store], EvalOptions(seeds=1, extractor="boxed"), workers=1, progress=False)
+
+
+def test_a_store_votes_as_it_records_unless_told(tmp_path):
+    """`autotts collect` records the aggregator the live gateway uses for its answers (math for boxed); eval,
+    the replay env and a reload all follow it, a named one wins, and a store that records none votes exact."""
+    store = store_in_opening_order(VARIANTS, gold="0.5")
+    store.meta["aggregator"] = "math"
+    loaded = load_store(store.write_parquet(tmp_path / "math.parquet"))
+    assert run_episode(load("sc:n=7"), ReplayEnv(loaded), 0, 0, answer_mode="math").answer == "1/2"
+
+    def winners(**opts):
+        cells = evaluate(["sc:n=7"], [loaded], EvalOptions(seeds=3, answer_mode="math", **opts), workers=1,
+                         progress=False)
+        return {math_key(e.answer) for e in cells[0].episodes}
+
+    assert winners() == {math_key("1/2")} and winners(aggregator="exact") == {"7"}
+    assert {math_key(e.answer) for e in evaluate(["sc:n=7"], [store_in_opening_order(VARIANTS)],
+                                                 EvalOptions(seeds=3), workers=1, progress=False)[0].episodes} == {"7"}
+    served = {}  # the replay engine behind the gateway votes as eval does, on both stores
+    for name, path in (("math", tmp_path / "math.parquet"),
+                       ("exact", store_in_opening_order(VARIANTS).write_parquet(tmp_path / "exact.parquet"))):
+        async def go(client):
+            body = {"model": "tiny", "seed": 0, "messages": [{"role": "user", "content": "q?"}],
+                    "tts": {"controller": "sc:n=7"}}
+            return (await client.post("/v1/chat/completions", json=body)).json()["tts"]
+
+        served[name] = run_app(build_app(GatewayConfig.load(overrides={"stores": [str(path)]})), go)
+    assert (served["math"]["aggregator"], served["math"]["answer"]) == ("math", "1/2")
+    assert (served["exact"]["aggregator"], served["exact"]["answer"]) == ("exact", "7")
+    store.meta["aggregator"] = "vote-by-vibes"
+    with pytest.raises(StoreError, match=r"bad\.parquet: store metadata: aggregator: unknown aggregator"):
+        load_store(store.write_parquet(tmp_path / "bad.parquet"))
+
+
+def test_extractors_name_the_vote_their_answers_default_to():
+    assert {kind: parse_extractor(kind if kind != "regex" else {"kind": "regex", "pattern": "x"}).default_aggregator
+            for kind in ("boxed", "number", "choice", "regex")} == {
+        "boxed": "math", "number": "math", "choice": "normalized", "regex": "normalized"}
