@@ -139,7 +139,20 @@ class HTTPEngine:
             await response.aread()
             await response.aclose()
             decode_response(response, f"{self.url}{path}")  # raises the mapped error
-        return _stream(response, f"{self.url}{path}")
+        return self._stream(response, path)
+
+    async def _stream(self, response: httpx.Response, path: str) -> AsyncIterator[bytes]:
+        """The body's bytes; a connection failing after the first byte is `EngineTimeout`, or (`_lost`)
+        `EngineDown` only when the engine then fails its health check too."""
+        try:
+            async for chunk in response.aiter_raw():
+                yield chunk
+        except httpx.TimeoutException as exc:
+            raise EngineTimeout(f"timed out reading the stream of {self.url}{path}") from exc
+        except httpx.TransportError as exc:
+            raise await self._lost(f"{path} (mid-stream)", exc) from exc
+        finally:
+            await response.aclose()
 
     async def close(self) -> None:
         if self._own_client:
@@ -160,19 +173,6 @@ class _Trace:
             self.reused = False
         elif event.endswith("receive_response_headers.complete"):
             self.answered = True
-
-
-async def _stream(response: httpx.Response, where: str) -> AsyncIterator[bytes]:
-    """The body's bytes; the connection failing after the first byte is `EngineDown` / `EngineTimeout`."""
-    try:
-        async for chunk in response.aiter_raw():
-            yield chunk
-    except httpx.TimeoutException as exc:
-        raise EngineTimeout(f"timed out reading the stream of {where}") from exc
-    except httpx.TransportError as exc:
-        raise EngineDown(f"connection to {where} lost mid-stream ({type(exc).__name__}: {exc})") from exc
-    finally:
-        await response.aclose()
 
 
 def decode_response(response: httpx.Response, where: str) -> Any:

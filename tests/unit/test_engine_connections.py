@@ -21,7 +21,8 @@ ANSWER = json.dumps({"choices": [{"text": "ab", "token_ids": [5, 6], "finish_rea
 
 class RawEngine:
     """`mode` says what a completions call meets: ``stale`` (the 2nd request on a connection is dropped
-    unanswered), ``drop`` (every request dropped, /health too), ``cut`` (the body stops half-way, /health 200)."""
+    unanswered), ``drop`` (every request dropped, /health too), ``cut`` (the body stops half-way, /health 200),
+    ``cut-sick`` (the body stops half-way, /health dropped)."""
 
     def __init__(self, mode: str) -> None:
         self.mode, self.connections, self.requests = mode, 0, 0
@@ -37,10 +38,11 @@ class RawEngine:
                                if line.lower().startswith(b"content-length:")), 0)
                 await reader.readexactly(length)
                 self.requests += 1
-                if self.mode == "drop" or (self.mode == "stale" and served >= 1):
+                if self.mode == "drop" or (self.mode == "stale" and served >= 1) or (
+                        self.mode == "cut-sick" and path == "/health"):
                     return
                 body = b"{}" if path == "/health" else ANSWER
-                if self.mode == "cut" and path != "/health":
+                if self.mode.startswith("cut") and path != "/health":
                     writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
                                  b"content-length: %d\r\n\r\n" % len(body) + body[:10])
                     await writer.drain()
@@ -92,6 +94,31 @@ def test_a_connection_lost_mid_answer_of_a_healthy_engine_is_not_down() -> None:
     error, _, _ = run("cut", 1)
     assert type(error) is EngineError and error.kind == "error"
     assert "answers its health check" in str(error)
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("cut", EngineError), ("cut-sick", EngineDown)])
+def test_a_pass_through_stream_cut_mid_way_is_down_only_when_health_fails_too(mode, expected) -> None:
+    """Controller `none` streams the engine's bytes as they come; a connection lost after the first of them
+    is read like any other lost connection."""
+    raw = RawEngine(mode)
+
+    async def go():
+        port = free_port()
+        server = await asyncio.start_server(raw.handle, "127.0.0.1", port)
+        engine = VLLMHTTPEngine(f"http://127.0.0.1:{port}", "tiny")
+        chunks = []
+        try:
+            async for chunk in await engine.passthrough_stream("/v1/completions", {"prompt": "x"}):
+                chunks.append(chunk)
+        except EngineError as exc:
+            return chunks, exc
+        finally:
+            await engine.close()
+            server.close()
+        return chunks, None
+
+    chunks, error = asyncio.run(go())
+    assert b"".join(chunks) == ANSWER[:10] and type(error) is expected and "mid-stream" in str(error)
 
 
 def test_a_refused_connection_is_down() -> None:
