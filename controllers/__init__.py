@@ -10,11 +10,9 @@ artifact format. No engine, HTTP or Arrow code is imported here.
 """
 
 from importlib import import_module
-from typing import TYPE_CHECKING
 
 from .actions import Action, Answer, Branch, Continue, Probe, Prune
 from .aggregate import first_finish, majority, top_two, vote_counts, weighted
-from .aggregators import Aggregator, parse_aggregator
 from .base import Controller, GeneratorController, Param, check_schedule
 from .confidence import beta_confidence
 from .errors import (
@@ -24,19 +22,24 @@ from .errors import (
     EpisodeError,
     IllegalActionError,
 )
-from .extractors import Extractor, parse_extractor
-from .normalize import answer_key, is_correct
 from .observation import BranchView, Observation
 
+TYPE_CHECKING = False  # (not `typing`'s: importing typing costs a fresh worker milliseconds)
 if TYPE_CHECKING:
+    from .aggregators import Aggregator, parse_aggregator
     from .artifact import load_artifact_class, read_artifact, save_artifact
     from .builtins import BUILTINS
+    from .extractors import Extractor, parse_extractor
+    from .normalize import answer_key, is_correct
     from .registry import available, load, parse_spec
 
-# Loaded on first use: the artifact format, the built-ins and the registry import much of the standard
-# library, which a sandboxed worker (started afresh for every group of episodes) never needs.
+# Loaded on first use: the artifact format, the built-ins, the registry, the aggregators and extractors
+# import much of the standard library (dataclasses, inspect, re), which a sandboxed worker (started afresh
+# for every group of episodes) never needs: its start-up CPU is most of what a fresh worker costs.
 _LAZY = {"BUILTINS": ".builtins", "load_artifact_class": ".artifact", "read_artifact": ".artifact",
-         "save_artifact": ".artifact", "available": ".registry", "load": ".registry", "parse_spec": ".registry"}
+         "save_artifact": ".artifact", "available": ".registry", "load": ".registry", "parse_spec": ".registry",
+         "Aggregator": ".aggregators", "parse_aggregator": ".aggregators", "Extractor": ".extractors",
+         "parse_extractor": ".extractors", "answer_key": ".normalize", "is_correct": ".normalize"}
 
 
 def __getattr__(name: str) -> object:

@@ -14,14 +14,18 @@ Two ways to write one:
 from __future__ import annotations
 
 import math
-from collections.abc import Generator
-from dataclasses import dataclass
+from collections import namedtuple
 from itertools import pairwise
-from typing import Any, ClassVar
 
 from .actions import Action, Answer
 from .errors import ControllerSpecError, EpisodeError
-from .observation import Observation
+
+TYPE_CHECKING = False  # annotations only: a sandboxed worker need not import typing or dataclasses
+if TYPE_CHECKING:
+    from collections.abc import Generator
+    from typing import Any, ClassVar
+
+    from .observation import Observation
 
 __all__ = ["Controller", "GeneratorController", "Param", "check_schedule", "check_schedule_table"]
 
@@ -29,15 +33,10 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-@dataclass(frozen=True)
-class Param:
-    """A declared controller parameter: its type, default, bounds and a one-line help."""
+class Param(namedtuple("Param", "type default low high help", defaults=(None, None, ""))):
+    """A declared controller parameter: its type, default, bounds (`low`, `high`) and a one-line help."""
 
-    type: type
-    default: Any
-    low: float | None = None
-    high: float | None = None
-    help: str = ""
+    __slots__ = ()
 
     def describe(self) -> dict[str, Any]:
         """The parameter as plain JSON (artifact manifests, ``GET /v1/controllers``)."""

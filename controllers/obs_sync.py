@@ -20,8 +20,6 @@ in ``depths``. ``confidences`` is null, or one per answer.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from .observation import (
     BranchView,
     Observation,
@@ -37,7 +35,10 @@ from .observation import (
     set_tokens,
 )
 
+TYPE_CHECKING = False  # annotations only: a sandboxed worker need not import typing
 if TYPE_CHECKING:
+    from typing import Any
+
     from .episode import EpisodeMachine
 
 __all__ = ["Changes", "ObservationSync", "apply_delta", "describe", "new_observation"]

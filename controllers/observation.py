@@ -9,9 +9,11 @@ the same writers. It never holds the gold answer or any answer that was not reve
 
 from __future__ import annotations
 
-from typing import Any
-
 from .errors import ObservationReadOnlyError
+
+TYPE_CHECKING = False  # annotations only: a sandboxed worker need not import typing
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["BranchView", "Observation", "ReadOnlyList"]
 

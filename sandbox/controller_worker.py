@@ -17,18 +17,21 @@ Requests (``{"op": ...}``) and replies:
 
 from __future__ import annotations
 
-import hashlib
+# Imports are kept to what every worker needs: a fresh worker starts for every group of episodes, and its
+# interpreter's start-up (module imports above all) is most of what it costs.
 import json
-import linecache
 import signal
 import sys
-import traceback
 import types
-from typing import Any
+import zlib
 
 from autotts.controllers.actions import ACTION_TYPES, ANSWER
 from autotts.controllers.base import Controller, check_schedule
 from autotts.controllers.obs_sync import apply_delta, describe, new_observation
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 try:  # bound into the jail when the parent has it (several times faster than the standard library)
     from orjson import dumps as _dumps
@@ -61,8 +64,10 @@ class Worker:
 
     # --- ops -----------------------------------------------------------------------------------
     def load(self, source: str, entry: str | None = None, points: int = 41) -> dict[str, Any]:
+        import linecache  # for tracebacks of candidate lines (`_short`)
+
         linecache.cache[ORIGIN] = (len(source), None, source.splitlines(True), ORIGIN)
-        module = types.ModuleType("autotts_candidate_" + hashlib.sha1(source.encode()).hexdigest()[:10])
+        module = types.ModuleType(f"autotts_candidate_{zlib.crc32(source.encode()):08x}")
         module.__file__ = ORIGIN
         try:
             exec(compile(source, ORIGIN, "exec"), module.__dict__)
@@ -166,6 +171,8 @@ def _encode(batch: Any) -> Any:
 
 def _short(exc: BaseException) -> str:
     """`Type: message (at <candidate> line N)`, at most a few lines, for the explorer and the logs."""
+    import traceback  # here, not at start-up: most workers never format an error
+
     lines = traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-6)
     where = [ln.strip() for ln in "".join(lines).splitlines() if ORIGIN in ln]
     head = f"{type(exc).__name__}: {exc}"[:_MAX_TEXT]

@@ -165,6 +165,20 @@ def test_gold_answers_are_not_in_the_workers_memory(world):
     assert all(a == "nothing; modules " for a in honest(world, results))
 
 
+def test_a_fresh_worker_starts_light(world):
+    """Every group of episodes gets a fresh worker, so its start-up is paid again and again: the modules
+    a controller does not need (typing, dataclasses, inspect, the aggregators' and extractors' math) are
+    not imported before the candidate asks for them."""
+    code = source('''
+        import sys
+        heavy = ("typing", "dataclasses", "inspect", "hashlib", "traceback", "autotts.controllers.aggregators",
+                 "autotts.controllers.extractors", "autotts.controllers.normalize", "autotts.controllers.registry")
+        return "loaded: " + ",".join(m for m in heavy if m in sys.modules)
+    ''')
+    results, failure = run_attack(world, code)
+    assert failure is None and {r.answer for r in results} == {"loaded: "}
+
+
 def test_the_store_and_the_repository_are_not_on_the_workers_file_system(world):
     store_path, repo = world["store"].path, REPO
     code = source(f'''
