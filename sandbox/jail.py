@@ -19,6 +19,7 @@ CLI's ``--no-sandbox``): then the worker is a plain subprocess with rlimits and 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import logging
 import os
@@ -109,7 +110,24 @@ def _source_binds(sources: Mapping[str, str | os.PathLike]) -> list[tuple[str, s
             raise ValueError(f"source {name!r} contains another source; name only the outer one")
         inside = f"{SOURCE_ROOT}/{name.replace('.', '/')}" + ("" if host.is_dir() else ".py")
         binds.append((str(host), inside))
+        if not host.is_dir() and (cached := _bytecode(host)) is not None:
+            binds.append((cached, importlib.util.cache_from_source(inside)))
     return binds
+
+
+@functools.cache
+def _bytecode(source: Path) -> str | None:
+    """The cached bytecode of a single-file source, compiled here once if need be, so that a fresh worker
+    does not compile it again (Python checks it against the bound source and ignores a stale one)."""
+    import py_compile
+
+    cached = importlib.util.cache_from_source(str(source))
+    if not os.path.isfile(cached):
+        try:
+            py_compile.compile(str(source), cfile=cached, doraise=True)
+        except (OSError, py_compile.PyCompileError):  # a read-only install without bytecode: compile inside
+            return None
+    return cached
 
 
 @dataclass

@@ -546,3 +546,16 @@ def test_without_seccomp_binding_the_jail_says_so(jail, shared_dir: Path) -> Non
     out = json.loads(proc.stdout)
     assert out["available"] and not out["seccomp"] and "pyseccomp is not installed" in " ".join(out["notes"])
     assert out["fork"]["result"] == "forked"  # without seccomp a fork works (inside the pid namespace only)
+
+
+def test_a_single_file_source_is_bound_with_its_bytecode():
+    """A fresh worker for every group of episodes: the worker module is not compiled again in each."""
+    import importlib.util
+
+    from autotts.sandbox.jail import SOURCE_ROOT, _source_binds
+    from autotts.sandbox.remote import SOURCES
+
+    binds = dict((inside, host) for host, inside in _source_binds(SOURCES))
+    inside = f"{SOURCE_ROOT}/autotts/sandbox/controller_worker.py"
+    cached = binds[importlib.util.cache_from_source(inside)]
+    assert Path(cached).is_file() and cached == importlib.util.cache_from_source(binds[inside])
