@@ -23,6 +23,7 @@ from autotts.controllers.registry import load
 from autotts.engines.backends import BranchBackend, TokenBranchBackend
 from autotts.engines.base import Sampling, TokenEngine
 from autotts.engines.pool import Lease, ReplicaPool
+from autotts.engines.streams import StreamBranchBackend
 
 from .errors import BadRequest, ModelNotFound
 from .executor import Caps
@@ -161,8 +162,10 @@ async def _live_job(gateway, kind, rid, body, selection, controller, caps, quest
     segment_tokens = (tts and tts.segment_tokens) or cfg.segment_tokens
     gateway.check_segments(segment_tokens)
 
+    branch_backend = StreamBranchBackend if cfg.branch_mode == "stream" else TokenBranchBackend
+
     def backend(i: int, retry: str = "") -> BranchBackend:
-        return TokenBranchBackend(
+        return branch_backend(
             job.lease or engine, prompt_ids, segment_tokens=segment_tokens,
             probe_suffix_ids=suffix_ids, probe_max_tokens=cfg.probe_max_tokens,
             max_branch_tokens=body.branch_tokens or cfg.default_max_tokens, sampling=sampling, seed=seeds[i],
