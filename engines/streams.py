@@ -19,6 +19,12 @@ but had not yet sent when the stream was closed are not seen, so not counted.
 
 A stream has one seed (the branch's call index at its opening), so on a sampling engine the branch's
 tokens differ from the segments mode's (one seed per segment); with greedy decoding they are the same.
+
+``spare_streams = K`` (off by default) also keeps the streams of the next K branch ids running before the
+controller opens them (branch ids are opening indices; a spare has the seed the branch would get), so a
+``Branch`` takes a stream that is already decoding instead of putting Δ fresh decode steps on the round's
+critical path. Spares never opened are closed at the episode's end (``settle(final=True)``); all they
+decoded is overshoot, in `usage`.
 """
 
 from __future__ import annotations
@@ -108,8 +114,21 @@ class StreamBranchBackend(TokenBranchBackend):
         if not engine.capabilities.token_stream:
             raise ValueError(f"branch_mode stream needs an engine that streams token IDs; {engine.name} does not")
         kw.setdefault("overlap", "probe")
+        spares = kw.pop("spare_streams", 0)
         super().__init__(engine, prompt_ids, **kw)
+        if spares < 0:
+            raise ValueError(f"spare_streams must be >= 0, got {spares}")
+        self.spare_streams = spares
         self._streams: dict[int, BranchStream] = {}
+
+    def open(self, branch: int) -> None:
+        super().open(branch)
+        limit = self.branches_available
+        for spare in range(branch + 1, branch + 1 + self.spare_streams):
+            if (limit is not None and spare >= limit) or self._gated():
+                break
+            if spare not in self._streams and spare not in self.tokens:
+                self._open(spare, [], 0)
 
     def _gated(self) -> bool:
         """The token budget counts what the machine charged: consumed tokens, overshoot not (it is in usage)."""
@@ -122,17 +141,16 @@ class StreamBranchBackend(TokenBranchBackend):
         Every segment takes the call index its own call would take in the segments mode (the stream's
         seed is the first's), so probes keep their seeds and greedy decoding gives the same tokens."""
         stream = self._streams.get(branch)
-        if stream is not None:
-            self._reserve(branch)
-        else:
-            prompt = self.prompt_ids + self.tokens[branch]
-            call = self._reserve(branch)
-            sampling = self.sampling.with_seed(branch_seed(self.seed, branch, call))
-            streamer: TokenStreamer = self.engine  # type: ignore[assignment]  # declared by its capabilities
-            chunks = streamer.stream(prompt, self.max_branch_tokens - len(self.tokens[branch]), sampling,
-                                     f"{self.request_id}-b{branch}-stream{call}")
-            stream = self._streams[branch] = BranchStream(chunks)
-            self.ledger.decode_calls += 1
+        call = self._reserve(branch)
+        return stream if stream is not None else self._open(branch, self.tokens[branch], call)
+
+    def _open(self, branch: int, tokens: list[int], call: int) -> BranchStream:
+        sampling = self.sampling.with_seed(branch_seed(self.seed, branch, call))
+        streamer: TokenStreamer = self.engine  # type: ignore[assignment]  # declared by its capabilities
+        chunks = streamer.stream(self.prompt_ids + tokens, self.max_branch_tokens - len(tokens), sampling,
+                                 f"{self.request_id}-b{branch}-stream{call}")
+        stream = self._streams[branch] = BranchStream(chunks)
+        self.ledger.decode_calls += 1
         return stream
 
     async def _take(self, branch: int, n: int) -> tuple[list[int], bool]:
@@ -155,10 +173,11 @@ class StreamBranchBackend(TokenBranchBackend):
         self.ledger.overshoot_tokens += over
         self.ledger.decode_tokens += over
         if stream.prompt_tokens is None:  # closed before the engine reported its counts: what it was sent
-            self.ledger.prompt_tokens += len(self.prompt_ids) + len(self.tokens[branch]) - stream.consumed
+            self.ledger.prompt_tokens += len(self.prompt_ids) + len(self.tokens.get(branch, ())) - stream.consumed
 
-    async def settle(self, running: set[int]) -> None:
-        for branch in [b for b in self._streams if b not in running]:
+    async def settle(self, running: set[int], final: bool = False) -> None:
+        """Close the streams of branches no longer running; spares (not opened yet) at the episode's end."""
+        for branch in [b for b in self._streams if b not in running and (b in self.tokens or final)]:
             await self._close(branch)
 
     async def decode(self, branch: int, segments: int | None, probe: bool) -> list[Unit]:

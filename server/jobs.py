@@ -10,6 +10,7 @@ server/running.py; what it leaves behind: server/accounting.py.
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections.abc import Callable
@@ -162,7 +163,9 @@ async def _live_job(gateway, kind, rid, body, selection, controller, caps, quest
     segment_tokens = (tts and tts.segment_tokens) or cfg.segment_tokens
     gateway.check_segments(segment_tokens)
 
-    branch_backend = StreamBranchBackend if cfg.branch_mode == "stream" else TokenBranchBackend
+    branch_backend: Any = TokenBranchBackend
+    if cfg.branch_mode == "stream":
+        branch_backend = functools.partial(StreamBranchBackend, spare_streams=cfg.stream_spares)
 
     def backend(i: int, retry: str = "") -> BranchBackend:
         return branch_backend(

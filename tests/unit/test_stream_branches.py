@@ -120,3 +120,36 @@ def test_stream_mode_needs_an_engine_that_streams() -> None:
 
     with pytest.raises(ValueError, match="needs an engine that streams token IDs"):
         backend("stream", NoStream())
+
+
+@pytest.mark.parametrize("spec", ["cmc:beta=0.5", "parallel_probe:n=4", "asc"])
+def test_spare_streams_change_nothing_but_the_overshoot(spec) -> None:
+    """Streams started for the next branch ids before they are opened: the same episode as without spares
+    (a spare has the seed the branch would get); never-opened spares' tokens are overshoot in the ledger."""
+    plain, b0, _ = episode("stream", spec)
+    got, b1, engine = episode("stream", spec, spare_streams=2)
+    assert (got.answer, got.obs.tokens_spent, got.rounds, got.probes) == \
+        (plain.answer, plain.obs.tokens_spent, plain.rounds, plain.probes)
+    assert b1.tokens == b0.tokens and b1.ledger.probe_tokens == b0.ledger.probe_tokens
+    opened = len(got.obs.branches)
+    streams = sorted(c["id"] for c in engine.calls if c.get("stream"))
+    assert streams == sorted(f"r-b{b}-stream0" for b in range(opened + 2))  # two spares never opened
+    assert b1.ledger.decode_calls == opened + 2
+    assert b1.ledger.decode_tokens - b1.ledger.overshoot_tokens == b0.ledger.decode_tokens - b0.ledger.overshoot_tokens
+    assert b1.ledger.overshoot_tokens > b0.ledger.overshoot_tokens
+
+
+def test_spare_streams_stay_within_the_branches_available() -> None:
+    got, _, engine = episode("stream", "sc:n=3", spare_streams=4, max_branches=3)
+    assert len(got.obs.branches) == 3
+    assert sorted(c["id"] for c in engine.calls if c.get("stream")) == [f"r-b{i}-stream0" for i in range(3)]
+
+
+def test_branch_mode_settings_are_checked() -> None:
+    from autotts.server.config import ConfigError, GatewayConfig
+
+    with pytest.raises(ConfigError, match="branch_mode"):
+        GatewayConfig.load(overrides={"branch_mode": "streams"})
+    with pytest.raises(ConfigError, match="stream_spares"):
+        GatewayConfig.load(overrides={"stream_spares": -1})
+    assert GatewayConfig.load(overrides={"branch_mode": "stream"}).branch_mode == "stream"
