@@ -265,8 +265,8 @@ class Live:
     def __enter__(self) -> Live:
         self.gateways = {mode: self.stack.enter_context(BackgroundServer(build_app(GatewayConfig.load(overrides={
             "engine": "vllm", "engine_url": self.url, "model": self.model, "segment_tokens": self.delta,
-            "ignore_eos": True, "probe_max_tokens": 8, "max_concurrent": 64,
-            **({"branch_mode": "stream"} if mode == "stream" else {"overlap": mode})}))))
+            "ignore_eos": True, "probe_max_tokens": 8, "max_concurrent": 64, **({"branch_mode": "stream",
+            "stream_spares": int(mode[7:] or 0)} if mode.startswith("stream") else {"overlap": mode})}))))
             for mode in self.modes}
         self.client = self.stack.enter_context(httpx.Client(timeout=3600))
         return self
@@ -371,9 +371,9 @@ def main() -> None:
     parser.add_argument("--together", type=int, default=4, help="episodes at once (0: skip that part)")
     parser.add_argument("--together-delta", type=int, action="append", help="Δ of the episodes-at-once part "
                         "(default 128; repeat for several)")
-    parser.add_argument("--overlap", action="append", choices=["off", "probe", "ahead", "stream"],
-                        help="modes of the live part: overlap modes of branch_mode segments, or stream "
-                             "(branch_mode stream) (default: off, ahead; off is main's behaviour)")
+    parser.add_argument("--overlap", action="append", choices=["off", "probe", "ahead", "stream", "stream+2"],
+                        help="modes of the live part: overlap modes of branch_mode segments, or stream[+N] "
+                             "(branch_mode stream, N spare streams) (default: off, ahead; off is main's behaviour)")
     parser.add_argument("--skip-replay", action="store_true", help="only the vLLM part")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "gateway.json"))
     args = parser.parse_args()
