@@ -129,11 +129,14 @@ class Passthrough(Protocol):
 class TokenStreamer(Protocol):
     """What an engine with ``capabilities.token_stream`` adds: one call read as it decodes."""
 
-    def stream(self, prompt_ids: list[int], max_tokens: int, sampling: Sampling,
-               request_id: str) -> AsyncIterator[StreamChunk]:
+    def stream(self, prompt_ids: list[int], max_tokens: int, sampling: Sampling, request_id: str,
+               chunk_tokens: int = 1) -> AsyncIterator[StreamChunk]:
         """The call's chunks in order, the last with its finish reason. Closing the iterator early (or
         cancelling the task reading it) aborts the call in the engine; a call the engine aborted or cut
-        off without a finish reason raises an `EngineError`, never ends like a finished one."""
+        off without a finish reason raises an `EngineError`, never ends like a finished one.
+
+        `chunk_tokens` asks the engine to send tokens in chunks of that many (the first token alone, then
+        every `chunk_tokens`, the rest with the finish), where it can: fewer chunks to write and parse."""
         ...
 
 

@@ -4,7 +4,8 @@ Token IDs depend only on (sampling seed, position in the sequence), so the same 
 same way whichever segment boundaries it is cut at. A sequence "emits EOS" when it reaches `eos_at`
 tokens (``finish_reason == "stop"``); a call that starts past that point (a probe forced after the end)
 decodes normally. With ``temperature == 0`` (greedy) the seed plays no part, as in a real engine.
-`stream` yields the same tokens a few at a time (`stream_chunk`, each after `delay_s`).
+`stream` yields the same tokens a few at a time (`stream_chunk`, or as vLLM's ``stream_interval`` does
+when asked for `chunk_tokens`: the first alone, then that many; each chunk after `delay_s`).
 `detokenize` maps each ID to one printable character, and `in_flight` counts calls (and streams) not yet
 returned, so tests can check that cancellation stops work.
 """
@@ -73,15 +74,17 @@ class FakeEngine:
             n, finish = max(0, self.eos_at - generated), "stop"
         return [(seed * 31 + (generated + k) * 17) % 37 for k in range(n)], finish
 
-    async def stream(self, prompt_ids: list[int], max_tokens: int, sampling: Sampling,
-                     request_id: str) -> AsyncIterator[StreamChunk]:
+    async def stream(self, prompt_ids: list[int], max_tokens: int, sampling: Sampling, request_id: str,
+                     chunk_tokens: int = 1) -> AsyncIterator[StreamChunk]:
         self.calls.append({"prompt": list(prompt_ids), "max_tokens": max_tokens, "id": request_id, "stream": True})
         self.in_flight += 1
         try:
             ids, finish = self._tokens(prompt_ids, max_tokens, sampling)
-            for start in range(0, len(ids), self.stream_chunk):
+            step = chunk_tokens if chunk_tokens > 1 else self.stream_chunk
+            starts = [0, *range(1, len(ids), step)] if chunk_tokens > 1 else range(0, len(ids), step)
+            for start in starts:
                 await asyncio.sleep(self.delay_s)
-                yield StreamChunk(ids[start:start + self.stream_chunk])
+                yield StreamChunk(ids[start:1 if start == 0 and chunk_tokens > 1 else start + step])
             yield StreamChunk([], finish, len(prompt_ids), 0)
         finally:
             self.in_flight -= 1

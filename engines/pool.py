@@ -337,10 +337,11 @@ class Lease(_TokenCalls):
                 raise
             raise EngineDown(str(exc), replica=self.replica.url) from exc
 
-    async def stream(self, prompt_ids: list[int], max_tokens: int, sampling: Sampling,
-                     request_id: str) -> AsyncIterator[StreamChunk]:
+    async def stream(self, prompt_ids: list[int], max_tokens: int, sampling: Sampling, request_id: str,
+                     chunk_tokens: int = 1) -> AsyncIterator[StreamChunk]:
         """A streamed call on the pinned replica (``capabilities.token_stream``); `EngineDown` takes it out."""
-        inner = self.replica.engine.stream(prompt_ids, max_tokens, sampling, request_id)  # type: ignore[attr-defined]
+        inner = self.replica.engine.stream(prompt_ids, max_tokens, sampling, request_id,  # type: ignore[attr-defined]
+                                           chunk_tokens)
         try:
             async for chunk in inner:
                 yield chunk

@@ -43,6 +43,9 @@ __all__ = ["BRANCH_MODES", "BranchStream", "StreamBranchBackend"]
 
 #: how a branch runs on a token engine: one call per segment, or one streamed call per branch
 BRANCH_MODES = ("segments", "stream")
+#: largest chunk a stream is asked to send tokens in (a divisor of Δ: a segment plus the one token after it,
+#: 1 + kΔ tokens, ends exactly on a chunk, so chunking adds no wait at a boundary)
+MAX_CHUNK = 16
 
 
 class BranchStream:
@@ -148,7 +151,8 @@ class StreamBranchBackend(TokenBranchBackend):
         sampling = self.sampling.with_seed(branch_seed(self.seed, branch, call))
         streamer: TokenStreamer = self.engine  # type: ignore[assignment]  # declared by its capabilities
         chunks = streamer.stream(self.prompt_ids + tokens, self.max_branch_tokens - len(tokens), sampling,
-                                 f"{self.request_id}-b{branch}-stream{call}")
+                                 f"{self.request_id}-b{branch}-stream{call}",
+                                 math.gcd(self.segment_tokens, MAX_CHUNK))
         stream = self._streams[branch] = BranchStream(chunks)
         self.ledger.decode_calls += 1
         return stream

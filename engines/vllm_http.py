@@ -99,13 +99,16 @@ class VLLMHTTPEngine(HTTPEngine):
             body["ignore_eos"] = True
         return body
 
-    async def stream(self, prompt_ids: list[int], max_tokens: int, sampling: Sampling,
-                     request_id: str) -> AsyncIterator[StreamChunk]:
+    async def stream(self, prompt_ids: list[int], max_tokens: int, sampling: Sampling, request_id: str,
+                     chunk_tokens: int = 1) -> AsyncIterator[StreamChunk]:
         """One streamed `/v1/completions` call, read as token IDs (``return_token_ids`` on every chunk; the
         chunks' text is never used: a prompt ending inside a UTF-8 character makes vLLM's first delta
-        carry the whole prompt's text). Closing the iterator closes the connection, which aborts the call."""
+        carry the whole prompt's text). `chunk_tokens` is vLLM's per-request ``stream_interval`` (servers
+        that predate it ignore it and send every token). Closing the iterator closes the connection, which
+        aborts the call."""
         body = {**self._body(prompt_ids, max_tokens, sampling), "stream": True,
-                "stream_options": {"include_usage": True}}
+                "stream_options": {"include_usage": True},
+                **({"stream_interval": chunk_tokens} if chunk_tokens > 1 else {})}
         where = f"{self.url}/v1/completions"
         response = await self._send("POST", "/v1/completions", body, {"X-Request-Id": request_id})
         try:

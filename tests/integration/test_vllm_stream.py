@@ -48,9 +48,10 @@ class Recording:
         self.calls.append({"prompt": list(prompt_ids), "max_tokens": max_tokens, "id": request_id})
         return await self.engine.generate(prompt_ids, max_tokens, sampling, request_id)
 
-    def stream(self, prompt_ids, max_tokens, sampling, request_id):
-        self.calls.append({"prompt": list(prompt_ids), "max_tokens": max_tokens, "id": request_id})
-        return self.engine.stream(prompt_ids, max_tokens, sampling, request_id)
+    def stream(self, prompt_ids, max_tokens, sampling, request_id, chunk_tokens=1):
+        self.calls.append({"prompt": list(prompt_ids), "max_tokens": max_tokens, "id": request_id,
+                           "chunk_tokens": chunk_tokens})
+        return self.engine.stream(prompt_ids, max_tokens, sampling, request_id, chunk_tokens)
 
 
 class Scripted(GeneratorController):

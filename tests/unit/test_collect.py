@@ -52,10 +52,10 @@ class VaryingEOS(FakeEngine):
         self.eos_at = None if "-probe" in request_id else LENGTHS[int(re.search(r"-b(\d+)-", request_id)[1])]
         return await super().generate(prompt_ids, max_tokens, sampling, request_id)
 
-    async def stream(self, prompt_ids, max_tokens, sampling, request_id):
+    async def stream(self, prompt_ids, max_tokens, sampling, request_id, chunk_tokens=1):
         self.eos_at = LENGTHS[int(re.search(r"-b(\d+)-", request_id)[1])]
         eos_at = self.eos_at
-        async for chunk in super().stream(prompt_ids, max_tokens, sampling, request_id):
+        async for chunk in super().stream(prompt_ids, max_tokens, sampling, request_id, chunk_tokens):
             yield chunk
             self.eos_at = eos_at  # a probe sent meanwhile reset it
 

@@ -100,9 +100,9 @@ def test_prune_and_answer_abort_the_streams_and_count_their_overshoot() -> None:
 class FailingStream(FakeEngine):
     """Streams that break after their first chunks, as a connection lost mid-stream does."""
 
-    async def stream(self, prompt_ids, max_tokens, sampling, request_id):
+    async def stream(self, prompt_ids, max_tokens, sampling, request_id, chunk_tokens=1):
         sent = 0
-        async for chunk in super().stream(prompt_ids, max_tokens, sampling, request_id):
+        async for chunk in super().stream(prompt_ids, max_tokens, sampling, request_id, chunk_tokens):
             if sent >= 40:
                 raise EngineError("connection to the engine lost mid-stream (test)")
             sent += len(chunk.token_ids)
