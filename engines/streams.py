@@ -38,6 +38,7 @@ from autotts.controllers.episode import STOP, Unit
 
 from .backends import TokenBranchBackend
 from .base import StreamChunk, TokenEngine, TokenStreamer, branch_seed
+from .errors import EngineError
 
 __all__ = ["BRANCH_MODES", "BranchStream", "StreamBranchBackend"]
 
@@ -72,7 +73,7 @@ class BranchStream:
                     self.finish = chunk.finish_reason
                 self._changed.set()
             if self.finish is None:
-                self.error = RuntimeError("the engine's stream ended without a finish reason")
+                self.error = EngineError("the engine's stream ended without a finish reason")
         except Exception as exc:  # an EngineError: raised to the episode by the next `take`
             self.error = exc
         finally:

@@ -153,3 +153,17 @@ def test_branch_mode_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="stream_spares"):
         GatewayConfig.load(overrides={"stream_spares": -1})
     assert GatewayConfig.load(overrides={"branch_mode": "stream"}).branch_mode == "stream"
+
+
+class NoFinish(FakeEngine):
+    """Streams that stop sending without a finish reason (what a token-only vLLM stream does on abort)."""
+
+    async def stream(self, prompt_ids, max_tokens, sampling, request_id, chunk_tokens=1):
+        async for chunk in super().stream(prompt_ids, max_tokens, sampling, request_id, chunk_tokens):
+            if chunk.finish_reason is None and len(chunk.token_ids) < 16:
+                yield chunk
+
+
+def test_a_stream_without_a_finish_reason_is_an_engine_error_not_a_finished_branch() -> None:
+    with pytest.raises(EngineError, match="without a finish reason"):
+        episode("stream", "sc:n=2", engine=NoFinish(prompt_base=3), max_branch_tokens=40)
