@@ -167,3 +167,28 @@ class NoFinish(FakeEngine):
 def test_a_stream_without_a_finish_reason_is_an_engine_error_not_a_finished_branch() -> None:
     with pytest.raises(EngineError, match="without a finish reason"):
         episode("stream", "sc:n=2", engine=NoFinish(prompt_base=3), max_branch_tokens=40)
+
+
+def test_serve_takes_the_branch_mode(monkeypatch) -> None:
+    """`autotts serve --branch-mode stream` reaches the gateway's config (uvicorn is not started)."""
+    pytest.importorskip("uvicorn")
+    import uvicorn
+    from autotts.cli.main import main
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.setdefault("config", app.state.gateway.config))
+    assert main(["serve", "--branch-mode", "stream"]) == 0
+    assert seen["config"].branch_mode == "stream"
+
+
+def test_the_gateway_refuses_stream_mode_on_an_engine_that_cannot_stream() -> None:
+    pytest.importorskip("fastapi")
+    from autotts.server.app import build_app
+    from autotts.server.config import ConfigError, GatewayConfig
+
+    from tests.helpers import run_app
+
+    app = build_app(GatewayConfig.load(overrides={"engine": "sglang", "engine_url": "http://127.0.0.1:9",
+                                                  "branch_mode": "stream"}))
+    with pytest.raises(ConfigError, match="branch_mode: 'stream' needs an engine that streams token IDs"):
+        run_app(app, lambda client: asyncio.sleep(0))
