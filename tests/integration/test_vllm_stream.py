@@ -55,7 +55,8 @@ class Recording:
 
 
 class Scripted(GeneratorController):
-    """Branch 2 → prune 0 and continue 1 by two segments → probe 1 → answer; vLLM's running count after the prune."""
+    """Branch 2 → prune 0 and continue 1 by two segments → probe 1 → answer; how long after the prune vLLM still
+    ran more than branch 1's stream."""
 
     name = "scripted"
 
@@ -66,7 +67,10 @@ class Scripted(GeneratorController):
     def run(self, obs):
         yield [Branch(2, segments=1, probe=True)]
         yield [Prune(0), Continue(1, segments=2, probe=True)]
-        self.running.append(vllm_metrics(self.url)["vllm:num_requests_running"])  # branch 1's stream only
+        start = time.monotonic()  # the prune closed branch 0's stream: vLLM is down to branch 1's within 1 s
+        while vllm_metrics(self.url)["vllm:num_requests_running"] > 1 and time.monotonic() - start < 2.0:
+            time.sleep(0.02)
+        self.running.append(time.monotonic() - start)
         yield [Probe(1)]
         return obs.branches[1].latest
 
@@ -107,7 +111,7 @@ def test_one_stream_per_branch_reads_vllms_own_tokens_and_prune_and_answer_abort
         "s-b1-probe5": (prompt + b1 + suffix, probe_tokens),
         "s-b1-probe6": (prompt + b1 + suffix, probe_tokens),  # the Probe(1) action
     }
-    assert controller.running[0] <= 1  # branch 0's stream was aborted by the prune (probes are over by now)
+    assert controller.running[0] < 1.0  # branch 0's stream was aborted by the prune (probes are over by now)
     obs = outcome.obs
     assert obs.branches[0].pruned and obs.branches[1].depth == 3 and len(obs.branches[1].answers) == 4
     assert outcome.answer == obs.branches[1].answers[-1]
