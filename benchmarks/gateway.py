@@ -16,12 +16,13 @@ return the same answers and tokens as the direct one:
 Reported: episodes/s, per-request overhead against ``direct`` in ms, and the ratio.
 
 vLLM part (tiny model on CPU, `autotts tiny-model` + vLLM's OpenAI server with prefix caching): per Δ and
-repeat, one cmc episode through a gateway in each `overlap` mode (probes on, ``ignore_eos``), then one plain
-`/v1/completions` request with ``n`` = the episode's branch count and the same tokens per branch on the same
-prompt (``--together K``: K of each at once). Each episode is profiled from vLLM's /metrics deltas (queue,
-prefill, decode, uncached prefill tokens, prompt tokens per generated token, prefix-cache hit rate) and a
-timer around the gateway's engine calls (HTTP + JSON + API server, time with no call in flight), plus this
-process's CPU (the gateway's); the summary has medians (benchmarks/README.md).
+repeat, one cmc episode through a gateway in each mode (an `overlap` mode of ``branch_mode: segments``, or
+``stream``: ``branch_mode: stream``; probes on, ``ignore_eos``), then one plain `/v1/completions` request
+with ``n`` = the episode's branch count and the same consumed tokens per branch on the same prompt, one per
+distinct episode shape (``--together K``: K of each at once). Each episode is profiled from vLLM's /metrics
+deltas (queue, prefill, decode, uncached prefill tokens, prompt tokens per generated token, prefix-cache hit
+rate) and a timer around the gateway's engine calls (HTTP + JSON + API server, time with no call in flight),
+plus this process's CPU (the gateway's); the summary has medians (benchmarks/README.md).
 
 Writes benchmarks/results/gateway.json and prints a table. The machine is shared: wall times vary.
 """
@@ -160,18 +161,24 @@ class CallClock:
     def install(self) -> None:
         from autotts.engines.vllm_http import VLLMHTTPEngine
 
-        original, clock = VLLMHTTPEngine.generate, self
+        original, streamed, clock = VLLMHTTPEngine.generate, VLLMHTTPEngine.stream, self
 
         async def timed(engine, *args, **kwargs):
-            clock._enter()
-            t = time.perf_counter()
+            t = clock._enter()
             try:
                 return await original(engine, *args, **kwargs)
             finally:
-                clock.call_s += time.perf_counter() - t
-                clock._leave()
+                clock._leave(t)
 
-        VLLMHTTPEngine.generate = timed
+        async def timed_stream(engine, *args, **kwargs):  # a branch's stream: one call, open to close
+            t = clock._enter()
+            try:
+                async for chunk in streamed(engine, *args, **kwargs):
+                    yield chunk
+            finally:
+                clock._leave(t)
+
+        VLLMHTTPEngine.generate, VLLMHTTPEngine.stream = timed, timed_stream
 
     def start(self) -> None:
         self.calls = self.in_flight = 0
@@ -183,13 +190,15 @@ class CallClock:
             self.idle_s += time.perf_counter() - self._idle_since
         self._idle_since = None
 
-    def _enter(self) -> None:
+    def _enter(self) -> float:
         self.calls += 1
         if self.in_flight == 0 and self._idle_since is not None:
             self.idle_s += time.perf_counter() - self._idle_since
         self.in_flight += 1
+        return time.perf_counter()
 
-    def _leave(self) -> None:
+    def _leave(self, started: float) -> None:
+        self.call_s += time.perf_counter() - started
         self.in_flight -= 1
         if self.in_flight == 0:
             self._idle_since = time.perf_counter()
@@ -225,9 +234,8 @@ def _measured(url: str, run, clock: CallClock | None = None) -> dict:
 
 
 def vllm_part(url: str, model: str, deltas: list[int], beta: float, branch_tokens: int, repeats: int,
-              together: int, together_delta: int, modes: list[str]) -> dict:
-    """Episodes in each overlap mode vs a plain n-sample request of the same tokens, interleaved and
-    repeated (one plain run per repeat, right after that repeat's episodes); medians reported."""
+              together: int, together_deltas: list[int], modes: list[str]) -> dict:
+    """Episodes in each mode vs plain n-sample requests of the same tokens, interleaved and repeated; medians."""
     clock = CallClock()
     clock.install()
     prompt = "Solve step by step: " + " ".join(f"{i} plus {i + 1}" for i in range(60))
@@ -236,8 +244,8 @@ def vllm_part(url: str, model: str, deltas: list[int], beta: float, branch_token
                      timeout=60).json()["tokens"]
     out: dict = {"prompt_tokens": len(ids), "branch_tokens": branch_tokens, "beta": beta, "modes": modes,
                  "rows": []}
-    for delta in sorted(set(deltas) | ({together_delta} if together else set())):
-        parts = ([1] if delta in deltas else []) + ([together] if together and delta == together_delta else [])
+    for delta in sorted(set(deltas) | (set(together_deltas) if together else set())):
+        parts = ([1] if delta in deltas else []) + ([together] if together and delta in together_deltas else [])
         with Live(url, model, delta, modes, messages, ids, branch_tokens, beta) as live:
             for at_once in parts:
                 for r in range(repeats):  # interleaved: the machine's load hits every mode and plain alike
@@ -257,7 +265,8 @@ class Live:
     def __enter__(self) -> Live:
         self.gateways = {mode: self.stack.enter_context(BackgroundServer(build_app(GatewayConfig.load(overrides={
             "engine": "vllm", "engine_url": self.url, "model": self.model, "segment_tokens": self.delta,
-            "ignore_eos": True, "probe_max_tokens": 8, "max_concurrent": 64, "overlap": mode}))))
+            "ignore_eos": True, "probe_max_tokens": 8, "max_concurrent": 64, **({"branch_mode": "stream",
+            "stream_spares": int(mode[7:] or 0)} if mode.startswith("stream") else {"overlap": mode})}))))
             for mode in self.modes}
         self.client = self.stack.enter_context(httpx.Client(timeout=3600))
         return self
@@ -286,21 +295,25 @@ class Live:
         return tts["branches"], math.ceil(used / tts["branches"])
 
     def compare(self, at_once: int, seeds: list[int], repeat: int, clock: CallClock) -> list[dict]:
-        """`at_once` episodes at once in each mode, then as many plain requests of the first mode's shapes."""
-        episodes = {}
+        """`at_once` episodes at once in each mode, then as many plain requests of each distinct set of shapes."""
+        episodes, plains = {}, {}
         with ThreadPoolExecutor(at_once) as pool:
             for mode in self.modes:
                 episodes[mode] = _measured(self.url, lambda m=mode: list(pool.map(self.episode, [m] * at_once,
                                                                                   seeds)), clock)
-            shapes = [self.shape(t) for t in episodes[self.modes[0]]["result"]]
-            plain = _measured(self.url, lambda: list(pool.map(self.plain, *zip(*shapes, strict=True), seeds)))
-        plain.pop("result")
+            for mode in self.modes:
+                shapes = tuple(self.shape(t) for t in episodes[mode]["result"])
+                if shapes not in plains:
+                    plains[shapes] = _measured(self.url, lambda s=shapes: list(
+                        pool.map(self.plain, *zip(*s, strict=True), seeds)))
+                    plains[shapes].pop("result")
         rows = []
         for mode, ep in episodes.items():
             results = ep.pop("result")
+            shapes = tuple(self.shape(t) for t in results)
             tts = {k: sum(t.get(k, 0) for t in results) for k in
                    ("branches", "rounds", "engine_calls", "decode_tokens", "probe_tokens", "overshoot_tokens")}
-            rows.append(_row(self.delta, at_once, mode, repeat, tts, shapes, ep, plain))
+            rows.append(_row(self.delta, at_once, mode, repeat, tts, shapes, ep, plains[shapes]))
             print(json.dumps(rows[-1]), flush=True)
         return rows
 
@@ -356,9 +369,11 @@ def main() -> None:
     parser.add_argument("--branch-tokens", type=int, default=1024, help="max_tokens per branch (ignore_eos)")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved episode/plain pairs per Δ")
     parser.add_argument("--together", type=int, default=4, help="episodes at once (0: skip that part)")
-    parser.add_argument("--together-delta", type=int, default=128, help="Δ of the episodes-at-once part")
-    parser.add_argument("--overlap", action="append", choices=["off", "probe", "ahead"],
-                        help="overlap modes of the live part (default: off, ahead; off is main's behaviour)")
+    parser.add_argument("--together-delta", type=int, action="append", help="Δ of the episodes-at-once part "
+                        "(default 128; repeat for several)")
+    parser.add_argument("--overlap", action="append", choices=["off", "probe", "ahead", "stream", "stream+2"],
+                        help="modes of the live part: overlap modes of branch_mode segments, or stream[+N] "
+                             "(branch_mode stream, N spare streams) (default: off, ahead; off is main's behaviour)")
     parser.add_argument("--skip-replay", action="store_true", help="only the vLLM part")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "gateway.json"))
     args = parser.parse_args()
@@ -372,7 +387,7 @@ def main() -> None:
                   f"{row['overhead_ms']:>12} {row['ratio_vs_direct']:>9}")
     if args.vllm_url:
         result["vllm"] = vllm_part(args.vllm_url.rstrip("/"), args.vllm_model, args.segment_tokens or [64, 128],
-                                   0.5, args.branch_tokens, args.repeats, args.together, args.together_delta,
+                                   0.5, args.branch_tokens, args.repeats, args.together, args.together_delta or [128],
                                    args.overlap or ["off", "ahead"])
         print(json.dumps(result["vllm"]["summary"], indent=1))
     result["load_avg_end"] = os.getloadavg()[0]

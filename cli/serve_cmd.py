@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="replay store file or directory; repeat for several (default: the bundled stores)")
     p.add_argument("--controller", metavar="SPEC", help="default controller (default: cmc:beta=0.5)")
     p.add_argument("--segment-tokens", type=int, metavar="N", help="live engines: tokens per segment Δ")
+    p.add_argument("--branch-mode", choices=("segments", "stream"),
+                   help="live engines: one engine call per segment (default) or one streamed call per branch")
     p.add_argument("--controllers-dir", metavar="DIR",
                    help="artifacts (NAME/ or NAME.json, each served as alias NAME) and an optional "
                         "controllers.yaml (controller, aliases, arms); reloaded by POST /admin/reload")
@@ -74,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {"engine": args.engine, "engine_url": urls[0] if len(urls) == 1 else None,
                  "engine_urls": urls if len(urls) > 1 else None, "model": args.model,
                  "stores": args.stores, "controller": args.controller, "segment_tokens": args.segment_tokens,
+                 "branch_mode": args.branch_mode,
                  "host": args.host, "port": args.port, "controllers_dir": args.controllers_dir,
                  "allow_code": args.allow_code, "allow_unsandboxed": args.allow_unsandboxed,
                  "reload_interval_s": args.reload_interval_s,

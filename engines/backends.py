@@ -126,8 +126,9 @@ class BranchBackend(Protocol):
         """Tokens the branch behind `view` generated, probes excluded (what a captured store records)."""
         ...
 
-    async def settle(self, running: set[int]) -> None:
-        """Stop work started ahead for branches not in `running` (pruned, finished, the episode over)."""
+    async def settle(self, running: set[int], final: bool = False) -> None:
+        """Stop work started ahead for branches not in `running` (pruned, finished); `final`: the episode is
+        over, stop everything (spare streams of `engines.streams` included)."""
         ...
 
 
@@ -228,7 +229,7 @@ class TokenBranchBackend:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
 
-    async def settle(self, running: set[int]) -> None:
+    async def settle(self, running: set[int], final: bool = False) -> None:
         for branch in [b for b in self._ahead if b not in running]:
             await self._drop(self._ahead.pop(branch))
 

@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Capabilities", "GenerateResult", "Passthrough", "Sampling", "TokenEngine", "block_misfit",
-           "branch_seed"]
+__all__ = ["Capabilities", "GenerateResult", "Passthrough", "Sampling", "StreamChunk", "TokenEngine",
+           "TokenStreamer", "block_misfit", "branch_seed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +48,16 @@ class GenerateResult:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamChunk:
+    """Part of a streamed call: new token IDs, and on the last chunk why it stopped and the engine's usage."""
+
+    token_ids: list[int]
+    finish_reason: str | None = None  # "stop" or "length" on the last chunk, None before
+    prompt_tokens: int | None = None  # the engine's counts, where it reports them (the last chunk)
+    cached_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Capabilities:
     """What an engine offers beyond `TokenEngine`, as the engine declares it."""
 
@@ -59,6 +69,9 @@ class Capabilities:
     abort_by_id: bool = False
     #: tokens per KV-cache block, when the adapter knows it (prefix-cache hits come in whole blocks)
     kv_block_size: int | None = None
+    #: implements `TokenStreamer`: one call streams its token IDs as they are decoded, closing it aborts
+    #: the call (what ``branch_mode: stream`` runs a branch on)
+    token_stream: bool = False
 
 
 @runtime_checkable
@@ -110,6 +123,20 @@ class Passthrough(Protocol):
     async def passthrough_stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
         """The engine's SSE bytes for `body`; errors before the first byte raise, later ones end the stream
         with an `EngineError`."""
+        ...
+
+
+class TokenStreamer(Protocol):
+    """What an engine with ``capabilities.token_stream`` adds: one call read as it decodes."""
+
+    def stream(self, prompt_ids: list[int], max_tokens: int, sampling: Sampling, request_id: str,
+               chunk_tokens: int = 1) -> AsyncIterator[StreamChunk]:
+        """The call's chunks in order, the last with its finish reason. Closing the iterator early (or
+        cancelling the task reading it) aborts the call in the engine; a call the engine aborted or cut
+        off without a finish reason raises an `EngineError`, never ends like a finished one.
+
+        `chunk_tokens` asks the engine to send tokens in chunks of that many (the first token alone, then
+        every `chunk_tokens`, the rest with the finish), where it can: fewer chunks to write and parse."""
         ...
 
 

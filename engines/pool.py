@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .base import Capabilities, GenerateResult, Passthrough, Sampling, TokenEngine
+from .base import Capabilities, GenerateResult, Passthrough, Sampling, StreamChunk, TokenEngine
 from .errors import EngineDown, EngineError, ReplicaMismatch
 
 __all__ = ["Lease", "Replica", "ReplicaMismatch", "ReplicaPool"]
@@ -272,7 +272,8 @@ def _common(declared: Iterable[Capabilities]) -> Capabilities:
     caps = list(declared)
     blocks = {c.kv_block_size for c in caps}
     return Capabilities(passthrough=all(c.passthrough for c in caps), abort_by_id=all(c.abort_by_id for c in caps),
-                        kv_block_size=blocks.pop() if len(blocks) == 1 else None)
+                        kv_block_size=blocks.pop() if len(blocks) == 1 else None,
+                        token_stream=all(c.token_stream for c in caps))
 
 
 def _passing(engine: TokenEngine) -> Passthrough:
@@ -335,6 +336,20 @@ class Lease(_TokenCalls):
             if exc.replica == self.replica.url:
                 raise
             raise EngineDown(str(exc), replica=self.replica.url) from exc
+
+    async def stream(self, prompt_ids: list[int], max_tokens: int, sampling: Sampling, request_id: str,
+                     chunk_tokens: int = 1) -> AsyncIterator[StreamChunk]:
+        """A streamed call on the pinned replica (``capabilities.token_stream``); `EngineDown` takes it out."""
+        inner = self.replica.engine.stream(prompt_ids, max_tokens, sampling, request_id,  # type: ignore[attr-defined]
+                                           chunk_tokens)
+        try:
+            async for chunk in inner:
+                yield chunk
+        except EngineDown as exc:
+            self.pool.mark_down(self.replica, exc)
+            raise EngineDown(str(exc), replica=self.replica.url) from exc
+        finally:
+            await inner.aclose()
 
     async def health(self) -> bool:
         return await self.replica.engine.health()

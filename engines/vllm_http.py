@@ -11,16 +11,18 @@ Transport and schema failures are mapped to `EngineDown` / `EngineTimeout` / `En
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 import httpx
 
-from .base import GenerateResult, Sampling
-from .errors import EngineError, EngineGarbage
-from .http_common import HTTPEngine, token_list
+from .base import Capabilities, GenerateResult, Sampling, StreamChunk
+from .errors import EngineError, EngineGarbage, EngineTimeout
+from .http_common import HTTPEngine, decode_response, token_list
 
 log = logging.getLogger(__name__)
 _CACHE_INFO = re.compile(r"^vllm:cache_config_info\{([^}]*)\}", re.M)
@@ -33,6 +35,7 @@ class VLLMHTTPEngine(HTTPEngine):
     """A vLLM OpenAI-compatible server at `url` (e.g. ``http://127.0.0.1:8000``)."""
 
     name = "vllm"
+    capabilities = Capabilities(passthrough=True, token_stream=True)
 
     async def start(self) -> None:
         """Resolve the served model name when none was configured (first of `/v1/models`), and read the
@@ -85,8 +88,7 @@ class VLLMHTTPEngine(HTTPEngine):
             raise EngineGarbage(f"{self.url}/detokenize: no 'prompt' string in the response")
         return prompt
 
-    async def generate(self, prompt_ids: list[int], max_tokens: int, sampling: Sampling,
-                       request_id: str) -> GenerateResult:
+    def _body(self, prompt_ids: list[int], max_tokens: int, sampling: Sampling) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "prompt": prompt_ids, "max_tokens": max_tokens,
                                 "return_token_ids": True, "skip_special_tokens": False}
         for key in ("temperature", "top_p", "seed"):
@@ -95,6 +97,57 @@ class VLLMHTTPEngine(HTTPEngine):
                 body[key] = value
         if sampling.ignore_eos:
             body["ignore_eos"] = True
+        return body
+
+    async def stream(self, prompt_ids: list[int], max_tokens: int, sampling: Sampling, request_id: str,
+                     chunk_tokens: int = 1) -> AsyncIterator[StreamChunk]:
+        """One streamed `/v1/completions` call, read as token IDs (``return_token_ids`` on every chunk; the
+        chunks' text is never used: a prompt ending inside a UTF-8 character makes vLLM's first delta
+        carry the whole prompt's text). `chunk_tokens` is vLLM's per-request ``stream_interval`` (servers
+        that predate it ignore it and send every token). Closing the iterator closes the connection, which
+        aborts the call."""
+        body = {**self._body(prompt_ids, max_tokens, sampling), "stream": True,
+                "stream_options": {"include_usage": True},
+                **({"stream_interval": chunk_tokens} if chunk_tokens > 1 else {})}
+        where = f"{self.url}/v1/completions"
+        response = await self._send("POST", "/v1/completions", body, {"X-Request-Id": request_id})
+        try:
+            if response.status_code != 200:
+                await response.aread()
+                decode_response(response, where)  # raises the mapped error
+                raise EngineGarbage(f"{where}: status {response.status_code}")
+            finish: str | None = None
+            try:
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    chunk = _chunk(json.loads(data), where)
+                    if chunk.finish_reason == "abort":
+                        raise EngineError(f"{where}: the engine aborted the call ({request_id})")
+                    finish = chunk.finish_reason or finish
+                    if chunk.prompt_tokens is not None and finish is not None:  # the usage chunk: last
+                        yield StreamChunk(chunk.token_ids, finish, chunk.prompt_tokens, chunk.cached_tokens)
+                        return
+                    if chunk.token_ids:
+                        yield StreamChunk(chunk.token_ids)
+            except httpx.TimeoutException as exc:
+                raise EngineTimeout(f"timed out reading the stream of {where}") from exc
+            except httpx.TransportError as exc:
+                raise await self._lost("/v1/completions", exc) from exc
+            except (ValueError, TypeError) as exc:
+                raise EngineGarbage(f"{where}: unexpected stream chunk ({exc!r})") from exc
+            if finish is None:
+                raise EngineError(f"{where}: the stream of {request_id} ended without a finish reason")
+            yield StreamChunk([], finish)
+        finally:
+            await response.aclose()
+
+    async def generate(self, prompt_ids: list[int], max_tokens: int, sampling: Sampling,
+                       request_id: str) -> GenerateResult:
+        body = self._body(prompt_ids, max_tokens, sampling)
         data = await self._call("POST", "/v1/completions", body, request_id=request_id)
         try:
             choice = data["choices"][0]
@@ -110,6 +163,23 @@ class VLLMHTTPEngine(HTTPEngine):
                                   cached_tokens=int(details.get("cached_tokens") or 0))
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise EngineGarbage(f"{self.url}/v1/completions: unexpected response ({exc!r})") from exc
+
+
+def _chunk(data: Any, where: str) -> StreamChunk:
+    """One SSE event of a streamed completion: its token IDs, finish reason and (usage chunk) counts."""
+    choices = data.get("choices") or []
+    ids: list[int] = []
+    finish = None
+    if choices:
+        ids = choices[0].get("token_ids") or []
+        if not isinstance(ids, list) or not all(type(t) is int for t in ids):
+            raise TypeError("token_ids is not a list of ints (is return_token_ids supported?)")
+        finish = choices[0].get("finish_reason")
+    usage = data.get("usage")
+    if not usage:
+        return StreamChunk(ids, finish)
+    details = usage.get("prompt_tokens_details") or {}
+    return StreamChunk(ids, finish, int(usage["prompt_tokens"]), int(details.get("cached_tokens") or 0))
 
 
 def _ids(data: Any, where: str) -> list[int]:

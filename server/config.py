@@ -61,6 +61,12 @@ class GatewayConfig:
     #: with the next segment of the same action) | ahead (also the next segment before the controller
     #: decides; a prune aborts it, unused tokens count in usage as overshoot)
     overlap: str = "probe"
+    #: live engines, how a branch runs: segments (one engine call per segment) | stream (one streamed call
+    #: per branch, read segment by segment; prunes abort it; engines that stream token IDs: vllm)
+    branch_mode: str = "segments"
+    #: branch_mode stream: streams of the next N branch ids started before the controller opens them (a
+    #: Branch then finds its first segment decoding already); never-opened spares' tokens are overshoot
+    stream_spares: int = 0
     temperature: float | None = 0.6
     top_p: float | None = 0.95
     ignore_eos: bool = False
@@ -199,6 +205,10 @@ class GatewayConfig:
             fail("feedback_mode", "must be math or exact")
         if self.overlap not in ("off", "probe", "ahead"):
             fail("overlap", "must be off, probe or ahead")
+        if self.branch_mode not in ("segments", "stream"):
+            fail("branch_mode", "must be segments or stream")
+        if self.stream_spares < 0:
+            fail("stream_spares", "must be >= 0")
         if self.fallback not in ("plain", "error"):
             fail("fallback", "must be plain or error")
         if self.reload_interval_s < 0:

@@ -125,7 +125,7 @@ async def run_episode(controller: Controller, backend: BranchBackend, *, questio
         raise EpisodeTimeout(f"the episode ran past its {caps.timeout_s:g} s time limit "
                              f"(round {machine.obs.step}, {machine.obs.tokens_spent} tokens)") from None
     finally:
-        await backend.settle(set())  # nothing started ahead outlives the episode
+        await backend.settle(set(), final=True)  # nothing started ahead outlives the episode
         if runner.remote is not None:
             await runner.remote.close()
     outcome.wall_s = time.perf_counter() - start
@@ -184,7 +184,7 @@ class _Runner:
                 plan = machine.plan(batch)
                 await self._work(plan)
                 machine.apply(plan)
-                await self.backend.settle(set() if machine.done else {b.id for b in obs.running()})
+                await self.backend.settle(set() if machine.done else {b.id for b in obs.running()}, machine.done)
             except (IllegalActionError, EpisodeError) as exc:
                 raise self._failed(str(exc)) from None
             if self.progress is not None:

@@ -22,7 +22,7 @@ from autotts.engines.pool import ReplicaPool
 
 from .accounting import record_error
 from .capture import TrafficCapture
-from .config import GatewayConfig
+from .config import ConfigError, GatewayConfig
 from .errors import TooManyRequests
 from .executor import EpisodeOutcome
 from .feedback import FeedbackStore
@@ -71,6 +71,9 @@ class Gateway:
             self.catalog = await asyncio.to_thread(ReplayCatalog.from_paths, paths, cfg.model)
         elif self.engine is None:
             self.engine = make_engine(cfg)
+        if self.engine is not None and cfg.branch_mode == "stream" and not self.engine.capabilities.token_stream:
+            raise ConfigError(f"branch_mode: 'stream' needs an engine that streams token IDs; engine "
+                              f"{cfg.engine!r} does not (use branch_mode: segments)")
         if isinstance(self.engine, ReplicaPool):
             self.metrics.watch_replicas(self.engine.status)
         if cfg.engine == "vllm-inproc" and self.engine is not None:

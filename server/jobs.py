@@ -10,6 +10,7 @@ server/running.py; what it leaves behind: server/accounting.py.
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from autotts.controllers.registry import load
 from autotts.engines.backends import BranchBackend, TokenBranchBackend
 from autotts.engines.base import Sampling, TokenEngine
 from autotts.engines.pool import Lease, ReplicaPool
+from autotts.engines.streams import StreamBranchBackend
 
 from .errors import BadRequest, ModelNotFound
 from .executor import Caps
@@ -161,8 +163,12 @@ async def _live_job(gateway, kind, rid, body, selection, controller, caps, quest
     segment_tokens = (tts and tts.segment_tokens) or cfg.segment_tokens
     gateway.check_segments(segment_tokens)
 
+    branch_backend: Any = TokenBranchBackend
+    if cfg.branch_mode == "stream":
+        branch_backend = functools.partial(StreamBranchBackend, spare_streams=cfg.stream_spares)
+
     def backend(i: int, retry: str = "") -> BranchBackend:
-        return TokenBranchBackend(
+        return branch_backend(
             job.lease or engine, prompt_ids, segment_tokens=segment_tokens,
             probe_suffix_ids=suffix_ids, probe_max_tokens=cfg.probe_max_tokens,
             max_branch_tokens=body.branch_tokens or cfg.default_max_tokens, sampling=sampling, seed=seeds[i],

@@ -121,7 +121,7 @@ class ReplayBranchBackend:
     async def probe(self, branch: int) -> list[Unit]:
         return [self._call("probe", recorded_probe(self._tracks[branch], self._depth[branch], self.kappa))]
 
-    async def settle(self, running: set[int]) -> None:
+    async def settle(self, running: set[int], final: bool = False) -> None:
         """Nothing runs ahead in replay."""
 
     async def finish(self, branch: int) -> None:

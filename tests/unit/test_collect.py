@@ -22,6 +22,7 @@ from autotts.engines.backends import TokenBranchBackend
 from autotts.engines.base import Sampling
 from autotts.engines.errors import EngineDown
 from autotts.engines.fake import FakeEngine
+from autotts.engines.streams import StreamBranchBackend
 from autotts.offline.collect import CollectError, CollectSettings, collect, parts_dir
 from autotts.offline.env import ReplayEnv
 from autotts.offline.episode import run_episode as replay_episode
@@ -50,6 +51,13 @@ class VaryingEOS(FakeEngine):
     async def generate(self, prompt_ids, max_tokens, sampling, request_id):
         self.eos_at = None if "-probe" in request_id else LENGTHS[int(re.search(r"-b(\d+)-", request_id)[1])]
         return await super().generate(prompt_ids, max_tokens, sampling, request_id)
+
+    async def stream(self, prompt_ids, max_tokens, sampling, request_id, chunk_tokens=1):
+        self.eos_at = LENGTHS[int(re.search(r"-b(\d+)-", request_id)[1])]
+        eos_at = self.eos_at
+        async for chunk in super().stream(prompt_ids, max_tokens, sampling, request_id, chunk_tokens):
+            yield chunk
+            self.eos_at = eos_at  # a probe sent meanwhile reset it
 
 
 class FailsOn(VaryingEOS):
@@ -145,9 +153,12 @@ def test_the_store_records_the_extractor_and_its_suffix_and_replay_honours_it(tm
 # sc reads each branch in one engine call (one sampling seed), so live it samples other traces than the
 # segment-wise collection: same lengths and cost, not the same text. Controllers that decode segment by
 # segment make the collection's calls with the collection's seeds, so they must match exactly.
+# ``branch_mode: stream`` (one streamed call per branch) gives each segment its segments-mode call index, so
+# its probes are the collection's probes: the same parity holds.
+@pytest.mark.parametrize("mode", ["segments", "stream"])
 @pytest.mark.parametrize("spec", ["parallel_probe:n=6,warm_up=1,patience=1", "cmc:beta=0.5", "cmc:beta=0",
                                   "sc:n=8"])
-def test_replaying_the_store_equals_running_the_controller_live(tmp_path, spec):
+def test_replaying_the_store_equals_running_the_controller_live(tmp_path, spec, mode):
     engine = VaryingEOS()
     cfg = settings()
     store = run(engine, tmp_path / "s.parquet").store
@@ -160,7 +171,8 @@ def test_replaying_the_store_equals_running_the_controller_live(tmp_path, spec):
 
         async def live(item=item, i=i):
             prompt = await engine.tokenize_chat([{"role": "user", "content": item.question}])
-            backend = TokenBranchBackend(engine, prompt, segment_tokens=5, probe_suffix_ids=suffix,
+            cls = StreamBranchBackend if mode == "stream" else TokenBranchBackend
+            backend = cls(engine, prompt, segment_tokens=5, probe_suffix_ids=suffix,
                                          probe_max_tokens=3, max_branch_tokens=23,
                                          sampling=Sampling(0.6, 0.95), seed=cfg.question_seed(i),
                                          request_id=f"live{i}", max_branches=len(LENGTHS))
@@ -170,7 +182,9 @@ def test_replaying_the_store_equals_running_the_controller_live(tmp_path, spec):
         assert offline.error is None
         if not spec.startswith("sc"):
             assert offline.answer == outcome.answer
-        assert offline.tokens == outcome.ledger.decode_tokens
+        # what the controller consumed; the stream's tokens past its last segment are usage, as overshoot
+        assert offline.tokens == outcome.ledger.decode_tokens - outcome.ledger.overshoot_tokens
+        assert outcome.ledger.overshoot_tokens == 0 or mode == "stream"
         assert offline.branches == len(outcome.obs.branches)
 
 
