@@ -70,7 +70,23 @@ def test_question_sets_are_deterministic_sized_and_differ_by_seed() -> None:
     assert all(check(q["question"], q["gold_answer"]) for q in a + b)
 
 
-def test_probe_examples_target_the_right_answer_from_what_was_written() -> None:
+def test_the_solution_reaches_its_answer_then_checks_it() -> None:
+    chain = Chain(start=9, key=5, rounds=4)
+    lines = [line for line, _ in chain.lines()]
+    assert chain.solution() == ("<think>\n" + "".join(lines) + "so 7\ncheck\n" + "".join(lines)
+                                + "</think>\n\n\\boxed{7}")
+    rng = random.Random(2)  # the check pass slips on its own: the boxed value is the check's, not the first's
+    differ = 0
+    for _ in range(300):
+        text = sample_chain(rng, "hard").solution(rng, slip=0.2, check_slip=0.0)
+        said, boxed = re.search(r"\nso (\d)\ncheck\n", text).group(1), text[-2]
+        differ += said != boxed
+    assert differ > 100
+
+
+def test_probe_examples_target_what_the_trace_has_written() -> None:
+    """Cut during the first pass: the right answer from the values written (a guess); after the first
+    pass's last result: the answer it reached; after the check pass's last result: the checked answer."""
     from autotts.server.tiny_train import PROBE_SUFFIX, TrainSettings, _Examples
 
     class CharTok:  # one id per character: enough to check the cut arithmetic of the training data
@@ -83,16 +99,29 @@ def test_probe_examples_target_the_right_answer_from_what_was_written() -> None:
         def apply_chat_template(self, messages, **kw):
             return [ord(c) for c in messages[0]["content"]]
 
-    ex = _Examples(CharTok(), TrainSettings(slip=0.3, probe_share=1.0))
+    ex = _Examples(CharTok(), TrainSettings(slip=0.3, check_slip=0.3, probe_share=1.0))
     rng = random.Random(5)
-    for _ in range(300):
+    seen = set()
+    line = re.compile(r"\d:\d\*\d=\d\+\d=\d")
+    for _ in range(600):
         ids, labels = ex.make(rng)
         text = "".join(chr(i) for i in ids)
         question, _, rest = text.partition("<think>\n")
         chain = parse(question)
         body, _, answer = rest.partition(PROBE_SUFFIX)
-        pieces = body.split("\n")
-        done = pieces[:-1] + ([pieces[-1]] if re.fullmatch(r"\d:\d\*\d=\d\+\d=\d", pieces[-1]) else [])
-        value = int(done[-1][-1]) if done else chain.start
-        assert answer == f"{chain.finish_from(len(done), value)}}}"
+        first, checking, second = body.partition("so ")
+        if not checking:  # cut in the first pass (or just at its end)
+            pieces = first.split("\n")
+            done = pieces[:-1] + ([pieces[-1]] if line.fullmatch(pieces[-1]) else [])
+            value = int(done[-1][-1]) if done else chain.start
+            want, where = chain.finish_from(len(done), value), "first" if len(done) < chain.rounds else "said"
+        else:
+            said = int(first.split("\n")[-2][-1])
+            checked = [p for p in second.split("\n") if line.fullmatch(p)]
+            ended = len(checked) == chain.rounds
+            want, where = (int(checked[-1][-1]), "checked") if ended else (said, "said")
+            assert not second or int(second[0]) == said
+        assert answer == f"{want}}}", (body, answer)
         assert [chr(t) for t in labels if t != -100] == list(answer)
+        seen.add(where)
+    assert seen == {"first", "said", "checked"}
