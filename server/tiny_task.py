@@ -6,8 +6,8 @@ A question gives a start digit x, a key k and a number of rounds n (1-9)::
 
 Each round, counted down by r = rounds left (n, n-1, ..., 1), multiplies x by m = (3, 7, 9)[r mod 3] and
 adds k, mod 10. The worked solution reaches the answer, says it, then verifies it: a first pass writes one
-line per round (r, then the product, then the sum), ``so A`` states the answer it reached, and a check pass
-recomputes every round from the start before the thinking block closes and the checked value is boxed::
+line per round (r, then the product, then the sum), ``so A`` states the answer it reached, a check pass
+recomputes every round from the start, and the thinking block closes with that answer boxed::
 
     <think>
     3:7*3=1+3=4
@@ -27,11 +27,12 @@ minutes on a CPU), but the answer depends on every round, so the model is right 
 rounds out (thinking longer helps); each round is a bijection of x, so a slip anywhere gives a different
 final digit, spread over the other nine (voting cancels slips). A probe (the trace cut off plus the
 answer-forcing suffix) can only copy an answer the trace has already written: before ``so A`` it guesses,
-after it it has the first pass's answer, and the trace goes on checking, as a real reasoning model's does
-after it first reaches its answer (where early-stopping controllers save tokens). The training teacher
-slips on purpose, at rate `slip` per written result in the first pass and `check_slip` in the check pass,
-so a model sampled at temperature 1 slips too: that is the noise self-consistency is meant to vote away,
-and the checked answer is more often right than the first one. Pure Python, no I/O.
+after it it has the answer, and the trace goes on checking, as a real reasoning model's does after it
+first reaches its answer (where early-stopping controllers save tokens). The check does not change the
+answer here (docs/tiny_model.md: a 2-layer model did not learn a check that corrects it). The training
+teacher slips on purpose, at rate `slip` per written result in the first pass and `check_slip` in the
+check pass, so a model sampled at temperature 1 slips too: that is the noise self-consistency is meant
+to vote away. Pure Python, no I/O.
 
 >>> q = Chain(start=7, key=3, rounds=3)
 >>> q.text(), q.answer()
@@ -115,10 +116,10 @@ class Chain:
         return out
 
     def solution(self, rng: random.Random | None = None, slip: float = 0.0, check_slip: float = 0.0) -> str:
-        """The verified solution: first pass, ``so A``, ``check``, the check pass, its value boxed."""
+        """The verified solution: first pass, ``so A``, ``check``, the check pass, A boxed."""
         first, second = self.lines(rng, slip), self.lines(rng, check_slip)
         return "".join(["<think>\n", *(line for line, _ in first), first_answer(first[-1][1]),
-                        *(line for line, _ in second), f"</think>\n\n\\boxed{{{second[-1][1]}}}"])
+                        *(line for line, _ in second), f"</think>\n\n\\boxed{{{first[-1][1]}}}"])
 
 
 def first_answer(value: int) -> str:

@@ -6,8 +6,11 @@ the answer-forcing suffix) with the answer the trace has reached. Training data 
 solutions (a first pass, its answer, a check pass: autotts.server.tiny_task) written by a teacher that slips
 at rate `slip` per result in the first pass and `check_slip` in the check (so temperature-1 samples slip
 too) with cut-off traces whose target is what a probe there can know: the right answer from the values
-written so far during the first pass (a guess), the first pass's answer once it is written, the checked
-answer once that is (so probes get better with depth).
+written so far during the first pass (a guess), the answer the first pass reached once it is written,
+through the check pass (so probes get better with depth). The boxed answer of a whole solution is that
+same answer, so every whole solution also teaches "after \\boxed{, copy the answer after `so`", which is
+exactly what a probe after the first pass must do (the probe examples alone, two labelled tokens each,
+were too small a share of the loss to teach it; docs/tiny_model.md).
 
 Same settings, same weights: torch is seeded, single-process, a fixed number of steps, a fixed batch
 order. The output directory holds ``autotts-train.json`` with the settings and their hash; building
@@ -50,9 +53,9 @@ class TrainSettings:
 
     task: str = "chain"
     seed: int = 0
-    steps: int = 400
+    steps: int = 500
     batch: int = 32
-    lr: float = 5e-3
+    lr: float = 1e-2
     slip: float = 0.04  # the teacher's slip rate per written result, first pass
     check_slip: float = 0.02  # ... and in the check pass
     solution: str = "verify"  # the solution format (tiny_task.Chain.solution); part of the cache key
@@ -112,7 +115,7 @@ class _Examples:
         chain = sample_chain(rng, "train")
         prompt = self.prompt(chain)
         first, second = chain.lines(rng, self.s.slip), chain.lines(rng, self.s.check_slip)
-        said, checked = first[-1][1], second[-1][1]
+        said = first[-1][1]
         head = self.ids("<think>\n")
         newline = len(self.ids("\n"))
         body: list[int] = []
@@ -122,14 +125,11 @@ class _Examples:
             line_ids = self.ids(line)
             known += [before] * (len(line_ids) - 1 - newline) + [chain.finish_from(i + 1, value)] * (1 + newline)
             body += line_ids
-        for piece in [first_answer(said), *(line for line, _ in second[:-1])]:
+        for piece in [first_answer(said), *(line for line, _ in second)]:
             body += self.ids(piece)
-        known += [said] * (len(body) + 1 - len(known))
-        last = self.ids(second[-1][0])
-        body += last
-        known += [said] * (len(last) - 1 - newline) + [checked] * (1 + newline)
+        known += [said] * (len(body) + 1 - len(known))  # from the first pass's last result on: its answer
         if rng.random() >= self.s.probe_share:
-            tail = [*self.ids(f"</think>\n\n\\boxed{{{checked}}}"), self.eos]
+            tail = [*self.ids(f"</think>\n\n\\boxed{{{said}}}"), self.eos]
             completion = head + body + tail
             return prompt + completion, [-100] * len(prompt) + completion
         cut = rng.randint(0, len(body))
