@@ -7,7 +7,8 @@ A question gives a start digit x, a key k and a number of rounds n (1-9)::
 Each round, counted down by r = rounds left (n, n-1, ..., 1), multiplies x by m = (3, 7, 9)[r mod 3] and
 adds k, mod 10. The worked solution reaches the answer, says it, then verifies it: a first pass writes one
 line per round (r, then the product, then the sum), ``so A`` states the answer it reached, a check pass
-recomputes every round from the start, and the thinking block closes with that answer boxed::
+recomputes every round from the start, each line ending with the answer being checked, and the thinking
+block closes with that answer boxed::
 
     <think>
     3:7*3=1+3=4
@@ -15,9 +16,9 @@ recomputes every round from the start, and the thinking block closes with that a
     1:9*7=3+3=6
     so 6
     check
-    3:7*3=1+3=4
-    2:4*9=6+3=9
-    1:9*7=3+3=6
+    3:7*3=1+3=4 6
+    2:4*9=6+3=9 6
+    1:9*7=3+3=6 6
     </think>
 
     \boxed{6}
@@ -46,9 +47,9 @@ to vote away. Pure Python, no I/O.
 1:9*7=3+3=6
 so 6
 check
-3:7*3=1+3=4
-2:4*9=6+3=9
-1:9*7=3+3=6
+3:7*3=1+3=4 6
+2:4*9=6+3=9 6
+1:9*7=3+3=6 6
 </think>
 <BLANKLINE>
 \boxed{6}
@@ -60,7 +61,7 @@ import random
 import re
 from dataclasses import dataclass
 
-__all__ = ["MULTIPLIERS", "SPLITS", "Chain", "check", "first_answer", "parse", "questions", "sample_chain"]
+__all__ = ["MULTIPLIERS", "SPLITS", "Chain", "check", "checking", "first_answer", "parse", "questions", "sample_chain"]
 
 MULTIPLIERS = (3, 7, 9)  # round with r rounds left multiplies by MULTIPLIERS[r % 3]
 SPLITS = {"easy": (2, 4), "hard": (7, 9), "train": (1, 9)}  # number of rounds, inclusive
@@ -118,13 +119,20 @@ class Chain:
     def solution(self, rng: random.Random | None = None, slip: float = 0.0, check_slip: float = 0.0) -> str:
         """The verified solution: first pass, ``so A``, ``check``, the check pass, A boxed."""
         first, second = self.lines(rng, slip), self.lines(rng, check_slip)
-        return "".join(["<think>\n", *(line for line, _ in first), first_answer(first[-1][1]),
-                        *(line for line, _ in second), f"</think>\n\n\\boxed{{{first[-1][1]}}}"])
+        said = first[-1][1]
+        return "".join(["<think>\n", *(line for line, _ in first), first_answer(said),
+                        *(checking(line, said) for line, _ in second), f"</think>\n\n\\boxed{{{said}}}"])
 
 
 def first_answer(value: int) -> str:
     """What the trace writes between its passes: the answer the first pass reached, then the check begins."""
     return f"so {value}\ncheck\n"
+
+
+def checking(line: str, said: int) -> str:
+    """A check-pass line: the round recomputed, then the answer being checked (the running answer), so
+    that it is always a line away: a 2-layer model copies a digit from the line above, not from far back."""
+    return f"{line[:-1]} {said}\n"
 
 
 def parse(question: str) -> Chain:

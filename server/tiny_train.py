@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .tiny_model import SPECIAL_TOKENS, THINK_TOKENS
-from .tiny_task import Chain, first_answer, sample_chain
+from .tiny_task import Chain, checking, first_answer, sample_chain
 
 __all__ = ["PROBE_SUFFIX", "TrainSettings", "cache_dir", "train_chain_model"]
 
@@ -53,12 +53,12 @@ class TrainSettings:
 
     task: str = "chain"
     seed: int = 0
-    steps: int = 500
+    steps: int = 600
     batch: int = 32
-    lr: float = 1e-2
+    lr: float = 7e-3
     slip: float = 0.04  # the teacher's slip rate per written result, first pass
     check_slip: float = 0.02  # ... and in the check pass
-    solution: str = "verify"  # the solution format (tiny_task.Chain.solution); part of the cache key
+    solution: str = "verify-running"  # the solution format (tiny_task.Chain.solution); part of the cache key
     probe_share: float = 0.4  # fraction of sequences that are cut-off traces + a forced answer
     hidden: int = 64
     layers: int = 2
@@ -125,7 +125,7 @@ class _Examples:
             line_ids = self.ids(line)
             known += [before] * (len(line_ids) - 1 - newline) + [chain.finish_from(i + 1, value)] * (1 + newline)
             body += line_ids
-        for piece in [first_answer(said), *(line for line, _ in second)]:
+        for piece in [first_answer(said), *(checking(line, said) for line, _ in second)]:
             body += self.ids(piece)
         known += [said] * (len(body) + 1 - len(known))  # from the first pass's last result on: its answer
         if rng.random() >= self.s.probe_share:
@@ -166,8 +166,8 @@ def train_chain_model(out_dir: str | Path, settings: TrainSettings | None = None
     s = settings or TrainSettings()
     if s.task != "chain":
         raise ValueError(f"unknown task {s.task!r}; known: chain")
-    if s.solution != "verify":
-        raise ValueError(f"unknown solution format {s.solution!r}; known: verify")
+    if s.solution != "verify-running":
+        raise ValueError(f"unknown solution format {s.solution!r}; known: verify-running")
     if (s.heads % 2 or s.hidden % s.heads or s.steps < 1 or s.batch < 1 or not 0 <= s.slip < 1
             or not 0 <= s.check_slip < 1):
         raise ValueError(f"bad training settings (need even heads, steps and batch >= 1, 0 <= slip, "

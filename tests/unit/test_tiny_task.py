@@ -73,14 +73,16 @@ def test_question_sets_are_deterministic_sized_and_differ_by_seed() -> None:
 def test_the_solution_reaches_its_answer_then_checks_it() -> None:
     chain = Chain(start=9, key=5, rounds=4)
     lines = [line for line, _ in chain.lines()]
-    assert chain.solution() == ("<think>\n" + "".join(lines) + "so 7\ncheck\n" + "".join(lines)
+    checks = [line[:-1] + " 7\n" for line in lines]  # each check line carries the answer being checked
+    assert chain.solution() == ("<think>\n" + "".join(lines) + "so 7\ncheck\n" + "".join(checks)
                                 + "</think>\n\n\\boxed{7}")
     rng = random.Random(2)  # the passes slip on their own; the boxed answer is the one the first pass reached
     differ = 0
     for _ in range(300):
         text = sample_chain(rng, "hard").solution(rng, slip=0.2, check_slip=0.0)
-        said, last = re.search(r"\nso (\d)\ncheck\n", text).group(1), text.split("</think>")[0][-2]
-        assert text.endswith(f"\\boxed{{{said}}}")
+        said = re.search(r"\nso (\d)\ncheck\n", text).group(1)
+        last, running = re.search(r"=(\d) (\d)\n</think>", text).groups()
+        assert text.endswith(f"\\boxed{{{said}}}") and running == said
         differ += said != last
     assert differ > 100
 
