@@ -5,13 +5,20 @@ A question gives a start digit x, a key k and a number of rounds n (1-9)::
     Start 7 add 3 rounds 3.
 
 Each round, counted down by r = rounds left (n, n-1, ..., 1), multiplies x by m = (3, 7, 9)[r mod 3] and
-adds k, mod 10. The worked solution writes one line per round inside the thinking block (r, then the
-product, then the sum) and boxes the last value::
+adds k, mod 10. The worked solution reaches the answer, says it, then verifies it: a first pass writes one
+line per round (r, then the product, then the sum), ``so A`` states the answer it reached, a check pass
+recomputes every round from the start, each line ending with the answer being checked, and the thinking
+block closes with that answer boxed::
 
     <think>
     3:7*3=1+3=4
     2:4*9=6+3=9
     1:9*7=3+3=6
+    so 6
+    check
+    3:7*3=1+3=4 6
+    2:4*9=6+3=9 6
+    1:9*7=3+3=6 6
     </think>
 
     \boxed{6}
@@ -19,10 +26,14 @@ product, then the sum) and boxes the last value::
 Why this task: every line follows from the line above by a small lookup (a 2-layer model learns it in
 minutes on a CPU), but the answer depends on every round, so the model is right only if it writes the
 rounds out (thinking longer helps); each round is a bijection of x, so a slip anywhere gives a different
-final digit, spread over the other nine (voting cancels slips); an answer forced from a cut-off chain
-has the rounds written so far and must guess the rest (a probe gets better with depth). The training
-teacher slips on purpose at rate `slip` per written result, so a model sampled at temperature 1 slips too:
-that is the noise self-consistency is meant to vote away. Pure Python, no I/O.
+final digit, spread over the other nine (voting cancels slips). A probe (the trace cut off plus the
+answer-forcing suffix) can only copy an answer the trace has already written: before ``so A`` it guesses,
+after it it has the answer, and the trace goes on checking, as a real reasoning model's does after it
+first reaches its answer (where early-stopping controllers save tokens). The check does not change the
+answer here (docs/tiny_model.md: a 2-layer model did not learn a check that corrects it). The training
+teacher slips on purpose, at rate `slip` per written result in the first pass and `check_slip` in the
+check pass, so a model sampled at temperature 1 slips too: that is the noise self-consistency is meant
+to vote away. Pure Python, no I/O.
 
 >>> q = Chain(start=7, key=3, rounds=3)
 >>> q.text(), q.answer()
@@ -34,6 +45,11 @@ that is the noise self-consistency is meant to vote away. Pure Python, no I/O.
 3:7*3=1+3=4
 2:4*9=6+3=9
 1:9*7=3+3=6
+so 6
+check
+3:7*3=1+3=4 6
+2:4*9=6+3=9 6
+1:9*7=3+3=6 6
 </think>
 <BLANKLINE>
 \boxed{6}
@@ -45,7 +61,7 @@ import random
 import re
 from dataclasses import dataclass
 
-__all__ = ["MULTIPLIERS", "SPLITS", "Chain", "check", "parse", "questions", "sample_chain"]
+__all__ = ["MULTIPLIERS", "SPLITS", "Chain", "check", "checking", "first_answer", "parse", "questions", "sample_chain"]
 
 MULTIPLIERS = (3, 7, 9)  # round with r rounds left multiplies by MULTIPLIERS[r % 3]
 SPLITS = {"easy": (2, 4), "hard": (7, 9), "train": (1, 9)}  # number of rounds, inclusive
@@ -100,9 +116,23 @@ class Chain:
             x = y
         return out
 
-    def solution(self) -> str:
-        body = "".join(line for line, _ in self.lines())
-        return f"<think>\n{body}</think>\n\n\\boxed{{{self.answer()}}}"
+    def solution(self, rng: random.Random | None = None, slip: float = 0.0, check_slip: float = 0.0) -> str:
+        """The verified solution: first pass, ``so A``, ``check``, the check pass, A boxed."""
+        first, second = self.lines(rng, slip), self.lines(rng, check_slip)
+        said = first[-1][1]
+        return "".join(["<think>\n", *(line for line, _ in first), first_answer(said),
+                        *(checking(line, said) for line, _ in second), f"</think>\n\n\\boxed{{{said}}}"])
+
+
+def first_answer(value: int) -> str:
+    """What the trace writes between its passes: the answer the first pass reached, then the check begins."""
+    return f"so {value}\ncheck\n"
+
+
+def checking(line: str, said: int) -> str:
+    """A check-pass line: the round recomputed, then the answer being checked (the running answer), so
+    that it is always a line away: a 2-layer model copies a digit from the line above, not from far back."""
+    return f"{line[:-1]} {said}\n"
 
 
 def parse(question: str) -> Chain:

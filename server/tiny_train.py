@@ -2,9 +2,15 @@
 
 The random-weight model of `tiny_model` proves the engine path but answers noise; this one reasons: it
 writes the chain inside ``<think>``, boxes the result, and answers a probe (a cut-off chain followed by
-the answer-forcing suffix) with the best guess it has. Training data mixes whole solutions written by a
-teacher that slips at rate `slip` per step (so temperature-1 samples slip too) with cut-off chains whose
-target is the right answer from what was written (so probes get better with depth).
+the answer-forcing suffix) with the answer the trace has reached. Training data mixes whole verified
+solutions (a first pass, its answer, a check pass: autotts.server.tiny_task) written by a teacher that slips
+at rate `slip` per result in the first pass and `check_slip` in the check (so temperature-1 samples slip
+too) with cut-off traces whose target is what a probe there can know: the right answer from the values
+written so far during the first pass (a guess), the answer the first pass reached once it is written,
+through the check pass (so probes get better with depth). The boxed answer of a whole solution is that
+same answer, so every whole solution also teaches "after \\boxed{, copy the answer after `so`", which is
+exactly what a probe after the first pass must do (the probe examples alone, two labelled tokens each,
+were too small a share of the loss to teach it; docs/tiny_model.md).
 
 Same settings, same weights: torch is seeded, single-process, a fixed number of steps, a fixed batch
 order. The output directory holds ``autotts-train.json`` with the settings and their hash; building
@@ -27,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .tiny_model import SPECIAL_TOKENS, THINK_TOKENS
-from .tiny_task import Chain, sample_chain
+from .tiny_task import Chain, checking, first_answer, sample_chain
 
 __all__ = ["PROBE_SUFFIX", "TrainSettings", "cache_dir", "train_chain_model"]
 
@@ -47,11 +53,13 @@ class TrainSettings:
 
     task: str = "chain"
     seed: int = 0
-    steps: int = 400
+    steps: int = 600
     batch: int = 32
-    lr: float = 5e-3
-    slip: float = 0.04
-    probe_share: float = 0.4  # fraction of sequences that are cut-off chains + a forced answer
+    lr: float = 7e-3
+    slip: float = 0.04  # the teacher's slip rate per written result, first pass
+    check_slip: float = 0.02  # ... and in the check pass
+    solution: str = "verify-running"  # the solution format (tiny_task.Chain.solution); part of the cache key
+    probe_share: float = 0.4  # fraction of sequences that are cut-off traces + a forced answer
     hidden: int = 64
     layers: int = 2
     heads: int = 2
@@ -106,22 +114,26 @@ class _Examples:
     def make(self, rng: random.Random) -> tuple[list[int], list[int]]:
         chain = sample_chain(rng, "train")
         prompt = self.prompt(chain)
-        lines = chain.lines(rng, self.s.slip)
+        first, second = chain.lines(rng, self.s.slip), chain.lines(rng, self.s.check_slip)
+        said = first[-1][1]
         head = self.ids("<think>\n")
-        body: list[int] = []
-        done_at: list[tuple[int, int]] = []  # (index of the line's result token in body, value)
         newline = len(self.ids("\n"))
-        for line, value in lines:
-            body += self.ids(line)
-            done_at.append((len(body) - 1 - newline, value))
+        body: list[int] = []
+        known: list[int] = [chain.answer()]  # known[c]: a probe's target after body[:c]
+        for i, (line, value) in enumerate(first):  # a guess until the line's result is written
+            before = chain.finish_from(i, first[i - 1][1] if i else chain.start)
+            line_ids = self.ids(line)
+            known += [before] * (len(line_ids) - 1 - newline) + [chain.finish_from(i + 1, value)] * (1 + newline)
+            body += line_ids
+        for piece in [first_answer(said), *(checking(line, said) for line, _ in second)]:
+            body += self.ids(piece)
+        known += [said] * (len(body) + 1 - len(known))  # from the first pass's last result on: its answer
         if rng.random() >= self.s.probe_share:
-            tail = [*self.ids(f"</think>\n\n\\boxed{{{lines[-1][1]}}}"), self.eos]
+            tail = [*self.ids(f"</think>\n\n\\boxed{{{said}}}"), self.eos]
             completion = head + body + tail
             return prompt + completion, [-100] * len(prompt) + completion
         cut = rng.randint(0, len(body))
-        done = [v for end, v in done_at if end < cut]
-        target = chain.finish_from(len(done), done[-1] if done else chain.start)
-        answer = self.ids(f"{target}}}")
+        answer = self.ids(f"{known[cut]}}}")
         ids = prompt + head + body[:cut] + self.suffix + answer
         return ids, [-100] * (len(ids) - len(answer)) + answer
 
@@ -154,8 +166,12 @@ def train_chain_model(out_dir: str | Path, settings: TrainSettings | None = None
     s = settings or TrainSettings()
     if s.task != "chain":
         raise ValueError(f"unknown task {s.task!r}; known: chain")
-    if s.heads % 2 or s.hidden % s.heads or s.steps < 1 or s.batch < 1 or not 0 <= s.slip < 1:
-        raise ValueError(f"bad training settings (need even heads, steps and batch >= 1, 0 <= slip < 1): {s}")
+    if s.solution != "verify-running":
+        raise ValueError(f"unknown solution format {s.solution!r}; known: verify-running")
+    if (s.heads % 2 or s.hidden % s.heads or s.steps < 1 or s.batch < 1 or not 0 <= s.slip < 1
+            or not 0 <= s.check_slip < 1):
+        raise ValueError(f"bad training settings (need even heads, steps and batch >= 1, 0 <= slip, "
+                         f"check_slip < 1): {s}")
     out = Path(out_dir)
     manifest_path = out / MANIFEST
     if manifest_path.is_file():

@@ -70,7 +70,26 @@ def test_question_sets_are_deterministic_sized_and_differ_by_seed() -> None:
     assert all(check(q["question"], q["gold_answer"]) for q in a + b)
 
 
-def test_probe_examples_target_the_right_answer_from_what_was_written() -> None:
+def test_the_solution_reaches_its_answer_then_checks_it() -> None:
+    chain = Chain(start=9, key=5, rounds=4)
+    lines = [line for line, _ in chain.lines()]
+    checks = [line[:-1] + " 7\n" for line in lines]  # each check line carries the answer being checked
+    assert chain.solution() == ("<think>\n" + "".join(lines) + "so 7\ncheck\n" + "".join(checks)
+                                + "</think>\n\n\\boxed{7}")
+    rng = random.Random(2)  # the passes slip on their own; the boxed answer is the one the first pass reached
+    differ = 0
+    for _ in range(300):
+        text = sample_chain(rng, "hard").solution(rng, slip=0.2, check_slip=0.0)
+        said = re.search(r"\nso (\d)\ncheck\n", text).group(1)
+        last, running = re.search(r"=(\d) (\d)\n</think>", text).groups()
+        assert text.endswith(f"\\boxed{{{said}}}") and running == said
+        differ += said != last
+    assert differ > 100
+
+
+def test_probe_examples_target_what_the_trace_has_written() -> None:
+    """Cut during the first pass: the right answer from the values written (a guess); from the first
+    pass's last result on (through the check pass): the answer it reached."""
     from autotts.server.tiny_train import PROBE_SUFFIX, TrainSettings, _Examples
 
     class CharTok:  # one id per character: enough to check the cut arithmetic of the training data
@@ -83,16 +102,26 @@ def test_probe_examples_target_the_right_answer_from_what_was_written() -> None:
         def apply_chat_template(self, messages, **kw):
             return [ord(c) for c in messages[0]["content"]]
 
-    ex = _Examples(CharTok(), TrainSettings(slip=0.3, probe_share=1.0))
+    ex = _Examples(CharTok(), TrainSettings(slip=0.3, check_slip=0.3, probe_share=1.0))
     rng = random.Random(5)
-    for _ in range(300):
+    seen = set()
+    line = re.compile(r"\d:\d\*\d=\d\+\d=\d")
+    for _ in range(600):
         ids, labels = ex.make(rng)
         text = "".join(chr(i) for i in ids)
         question, _, rest = text.partition("<think>\n")
         chain = parse(question)
         body, _, answer = rest.partition(PROBE_SUFFIX)
-        pieces = body.split("\n")
-        done = pieces[:-1] + ([pieces[-1]] if re.fullmatch(r"\d:\d\*\d=\d\+\d=\d", pieces[-1]) else [])
-        value = int(done[-1][-1]) if done else chain.start
-        assert answer == f"{chain.finish_from(len(done), value)}}}"
+        first, checking, second = body.partition("so ")
+        if not checking:  # cut in the first pass (or just at its end)
+            pieces = first.split("\n")
+            done = pieces[:-1] + ([pieces[-1]] if line.fullmatch(pieces[-1]) else [])
+            value = int(done[-1][-1]) if done else chain.start
+            want, where = chain.finish_from(len(done), value), "first" if len(done) < chain.rounds else "said"
+        else:
+            want, where = int(first.split("\n")[-2][-1]), "check"
+            assert not second or int(second[0]) == want
+        assert answer == f"{want}}}", (body, answer)
         assert [chr(t) for t in labels if t != -100] == list(answer)
+        seen.add(where)
+    assert seen == {"first", "said", "check"}
