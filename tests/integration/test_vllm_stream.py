@@ -55,8 +55,12 @@ class Recording:
 
 
 class Scripted(GeneratorController):
-    """Branch 2 → prune 0 and continue 1 by two segments → probe 1 → answer; how long after the prune vLLM still
-    ran more than branch 1's stream."""
+    """Branch 2 → prune 0 and continue 1 by two segments → probe 1 → answer; after the prune, what vLLM ran
+    once it ran fewer than both streams (1: branch 1's alone) and how long it took to see that.
+
+    Without an abort both streams would end together (2 → 0). The seconds are printed, not bounded: one
+    scrape of vLLM's /metrics takes up to a second on this CPU build, so they bound the scrape, not the
+    abort; what the abort saves is bounded in tokens (the test's last asserts)."""
 
     name = "scripted"
 
@@ -67,10 +71,10 @@ class Scripted(GeneratorController):
     def run(self, obs):
         yield [Branch(2, segments=1, probe=True)]
         yield [Prune(0), Continue(1, segments=2, probe=True)]
-        start = time.monotonic()  # the prune closed branch 0's stream: vLLM is down to branch 1's within 1 s
-        while vllm_metrics(self.url)["vllm:num_requests_running"] > 1 and time.monotonic() - start < 2.0:
+        start = time.monotonic()  # the prune closed branch 0's stream
+        while (running := vllm_metrics(self.url)["vllm:num_requests_running"]) > 1 and time.monotonic() - start < 10:
             time.sleep(0.02)
-        self.running.append(time.monotonic() - start)
+        self.running = [running, time.monotonic() - start]
         yield [Probe(1)]
         return obs.branches[1].latest
 
@@ -111,7 +115,8 @@ def test_one_stream_per_branch_reads_vllms_own_tokens_and_prune_and_answer_abort
         "s-b1-probe5": (prompt + b1 + suffix, probe_tokens),
         "s-b1-probe6": (prompt + b1 + suffix, probe_tokens),  # the Probe(1) action
     }
-    assert controller.running[0] < 1.0  # branch 0's stream was aborted by the prune (probes are over by now)
+    print(f"\nafter the prune vLLM ran {controller.running[0]:g} request(s), seen {controller.running[1]:.2f} s later")
+    assert controller.running[0] == 1  # the prune aborted branch 0's stream; branch 1's ran on
     obs = outcome.obs
     assert obs.branches[0].pruned and obs.branches[1].depth == 3 and len(obs.branches[1].answers) == 4
     assert outcome.answer == obs.branches[1].answers[-1]
