@@ -2,6 +2,7 @@
 
     python benchmarks/discovery_local.py rate                     # one round twice: raced, then --no-race
     python benchmarks/discovery_local.py heldout RUN_DIR          # the run's artifact on held-out AIME25
+    python benchmarks/discovery_local.py paired                   # a stage's score: paired with cmc or not
 
 `rate` runs `--rounds` rounds of `autotts discover --explorer local` on the AIME24 stores twice with the
 same settings, once raced and once with every candidate on the full sweep: the same candidates (the
@@ -155,6 +156,53 @@ def heldout(args: argparse.Namespace) -> int:
     return 0 if dominated == len(BETAS) else 1
 
 
+def paired(args: argparse.Namespace) -> int:
+    """How much a stage's savings objective varies with its seeds, against cmc on all seeds or on the same ones.
+
+    The candidate is cmc at other β (a near-cmc controller, as most candidates are); its objective on each
+    disjoint block of k seeds is scored both ways, and the spread over the blocks is what racing on k seeds
+    has to see through."""
+    import statistics
+
+    from autotts.discovery.objective import curve_from_cells, savings_objective
+    from autotts.offline.evaluate import EvalOptions, evaluate, resolve_stores
+
+    ref_betas, cand_betas, seeds = [0.0, 0.25, 0.5, 0.75, 1.0], [0.1, 0.35, 0.6, 0.85, 1.0], args.seeds
+    stores = _stores(args.data, "aime24")
+    cells = evaluate([f"cmc:beta={b:g}" for b in sorted({*ref_betas, *cand_betas})], resolve_stores(stores),
+                     EvalOptions(seeds=seeds), workers=args.workers)
+
+    def curve(betas: list[float], block: range) -> list[dict]:
+        """cmc's points at `betas` on the seeds of `block` (as a racing stage's record and its baselines)."""
+        points = []
+        for beta in betas:
+            sums = []
+            for c in (c for c in cells if c.spec == f"cmc:beta={beta:g}"):
+                eps = [e for e in c.episodes if e.seed in block]
+                sums.append({"beta": beta, "model": c.model, "dataset": c.dataset, "episodes": len(eps),
+                             "correct": sum(bool(e.correct) for e in eps), "tokens": sum(e.tokens for e in eps),
+                             "tokens_sq": sum(e.tokens ** 2 for e in eps), "failed": 0})
+            points.append(curve_from_cells(sums)[0])
+        return points
+
+    everything, refs = range(seeds), curve(ref_betas, range(seeds))
+    out = {"machine": _machine(), "stores": [Path(s).parent.name for s in stores], "seeds": seeds,
+           "candidate": "cmc at beta " + ",".join(map(str, cand_betas)), "full_objective":
+           round(savings_objective(curve(cand_betas, everything), refs), 2), "blocks": {}}
+    for k in args.blocks:
+        blocks = [range(a, a + k) for a in range(0, seeds - k + 1, k)]
+        unpaired = [savings_objective(curve(cand_betas, b), refs) for b in blocks]
+        same = [savings_objective(curve(cand_betas, b), curve(ref_betas, b)) for b in blocks]
+        row = {"n": len(blocks), "unpaired_mean": statistics.mean(unpaired), "unpaired_sd": statistics.stdev(unpaired),
+               "paired_mean": statistics.mean(same), "paired_sd": statistics.stdev(same)}
+        out["blocks"][str(k)] = {key: round(v, 2) for key, v in row.items()}
+        print(f"{k} seeds ({len(blocks)} blocks): against cmc on all seeds {row['unpaired_mean']:.1f} ± "
+              f"{row['unpaired_sd']:.1f}, on the same seeds {row['paired_mean']:.1f} ± {row['paired_sd']:.1f} "
+              f"(all {seeds} seeds: {out['full_objective']})")
+    _save("paired_scoring", out)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -170,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--token-ratio", type=float, default=0.9)
     p.add_argument("--fine", action="store_true", help="also every beta in steps of 0.1")
     p.set_defaults(func=heldout)
+    p = sub.add_parser("paired", help="the spread of a stage's savings objective, paired with cmc or not")
+    p.add_argument("--seeds", type=int, default=40)
+    p.add_argument("--blocks", type=lambda t: [int(x) for x in t.split(",")], default=[1, 2, 5])
+    p.set_defaults(func=paired)
     for p in sub.choices.values():
         p.add_argument("--data", type=Path, default=SHARED)
         p.add_argument("--workers", type=int, default=2)

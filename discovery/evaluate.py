@@ -38,7 +38,7 @@ from .grid import render_grid
 from .objective import beta_check, curve_from_cells, dominated_by, objective_with_se
 from .static import problems
 
-__all__ = ["STORES", "EvalConfig", "evaluate_source", "merge_records"]
+__all__ = ["STORES", "EvalConfig", "evaluate_source", "merge_records", "paired_refs"]
 
 #: stores by path, loaded once per process for every candidate (a Ray worker gets them from the object store)
 STORES: dict[str, ReplayStore] = {}
@@ -117,7 +117,7 @@ def score_record(record: dict[str, Any], config: EvalConfig) -> dict[str, Any]:
     if not record["cells"]:
         return record
     curve = curve_from_cells(record["cells"])
-    refs = [b for b in config.baselines if b.get("controller") == "cmc"]
+    refs = paired_refs(config.baselines, record.get("seeds") or list(config.seeds))
     record["curve"] = curve
     record["objective"], record["objective_se"] = objective_with_se(curve, config.objective, config.gamma, refs)
     record["dominates"] = dominated_by(curve, list(config.baselines))
@@ -128,6 +128,12 @@ def score_record(record: dict[str, Any], config: EvalConfig) -> dict[str, Any]:
         record["status"] = "beta_violation"
         record["errors"] = ["measured tokens must not decrease as beta grows: " + record["beta_check"][0]]
     return record
+
+
+def paired_refs(baselines: tuple[dict[str, Any], ...], seeds: list[int]) -> list[dict[str, Any]]:
+    """cmc's points on the record's own seeds where measured (the first k: a racing stage), else on all."""
+    key = str(len(seeds)) if list(seeds) == list(range(len(seeds))) else None
+    return [(b.get("prefixes") or {}).get(key, b) for b in baselines if b.get("controller") == "cmc"]
 
 
 def merge_records(parts: list[dict[str, Any]], config: EvalConfig) -> dict[str, Any]:

@@ -179,7 +179,8 @@ def run_discovery(config: DiscoverConfig | None, out: str | Path, *, resume: boo
 def _rounds(history: History, config: DiscoverConfig, explorer: Explorer, runner, start: float,
             progress: bool) -> dict[str, Any]:
     search_points = cached_points(history, "search", config.data, config.betas, config.search_seeds,
-                                  workers=config.workers, progress=progress, ray_address=config.ray_address)
+                                  workers=config.workers, progress=progress, ray_address=config.ray_address,
+                                  prefixes=config.race_stages)
     eval_config = EvalConfig(stores=tuple(config.data), betas=tuple(config.betas),
                              seeds=tuple(range(config.search_seeds)), gamma=config.gamma, limits=config.limits,
                              allow_unsandboxed=config.allow_unsandboxed or None, beta_policy=config.beta_policy,

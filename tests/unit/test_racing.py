@@ -90,3 +90,27 @@ def test_a_failing_candidate_is_final_after_its_first_stage(tmp_path):
                    lambda jobs: runner.run(jobs, config), slots=1)
     assert records[0]["status"] == "check_failed" and not records[0]["complete"] and records[0]["seeds"] == [0]
     assert records[1]["complete"]
+
+
+def test_a_stage_is_scored_against_cmc_on_its_own_seeds(tmp_path):
+    from autotts.discovery.baselines import builtin_points
+    from autotts.discovery.objective import objective_with_se
+
+    store = str(tiny_store_file(tmp_path, questions=3))
+    points = builtin_points([store], (0.0, 1.0), seeds=3, workers=1, names=("cmc",), prefixes=(1, 3, 5))
+    alone = builtin_points([store], (0.0, 1.0), seeds=1, workers=1, names=("cmc",))
+    for point, first in zip(points, alone, strict=True):
+        assert set(point["prefixes"]) == {"1"}  # only cuts inside the sweep
+        assert {k: point["prefixes"]["1"][k] for k in ("acc", "tokens")} == {k: first[k] for k in ("acc", "tokens")}
+    config = EvalConfig(stores=(store,), betas=(0.0, 1.0), seeds=(0, 1, 2), baselines=tuple(points),
+                        objective="cmc-savings")
+    (raced,) = race([VALID], RacePlan.make(3, [1], eta=1, z=10.0), config,
+                    lambda jobs: LocalRunner(1).run(jobs, config), slots=1)
+    stage0 = evaluate_source(VALID, replace(config, seeds=(0,)))
+    paired = objective_with_se(stage0["curve"], "cmc-savings", config.gamma, [p["prefixes"]["1"] for p in points])
+    unpaired = objective_with_se(stage0["curve"], "cmc-savings", config.gamma, points)
+    assert paired[0] != pytest.approx(unpaired[0])  # on this store the seed's draw matters
+    assert stage0["objective"] == pytest.approx(paired[0])
+    assert raced["stages"][0]["objective"] == pytest.approx(paired[0])
+    full = objective_with_se(raced["curve"], "cmc-savings", config.gamma, points)
+    assert raced["complete"] and raced["objective"] == pytest.approx(full[0])  # all seeds: cmc on all of them
