@@ -29,24 +29,15 @@ from autotts.server.executor import run_episode
 
 from tests.conftest import vllm_metrics
 from tests.integration.test_vllm_gateway import SUFFIX, delta, question, wait_idle
+from tests.integration.test_vllm_gateway import Recording as RecordingCalls  # generate calls
 
 pytestmark = pytest.mark.timeout(300)
 
 SAMPLING = Sampling(temperature=1.0, ignore_eos=True)
 
 
-class Recording:
-    """A real engine with every generate call and every stream recorded (prompt, max_tokens, id)."""
-
-    def __init__(self, engine) -> None:
-        self.engine, self.calls = engine, []
-
-    def __getattr__(self, name):
-        return getattr(self.engine, name)
-
-    async def generate(self, prompt_ids, max_tokens, sampling, request_id):
-        self.calls.append({"prompt": list(prompt_ids), "max_tokens": max_tokens, "id": request_id})
-        return await self.engine.generate(prompt_ids, max_tokens, sampling, request_id)
+class Recording(RecordingCalls):
+    """`RecordingCalls` with every stream recorded too (prompt, max_tokens, id, chunk_tokens)."""
 
     def stream(self, prompt_ids, max_tokens, sampling, request_id, chunk_tokens=1):
         self.calls.append({"prompt": list(prompt_ids), "max_tokens": max_tokens, "id": request_id,
