@@ -244,7 +244,7 @@ class TokenBranchBackend:
     async def decode(self, branch: int, segments: int | None, probe: bool) -> list[Unit]:
         tokens, seg = self.tokens[branch], self.segment_tokens
         units: list[Unit] = []
-        whole = segments is None and not probe  # one call to the end of the branch
+        whole = segments is None and not probe  # one read to the end of the branch
         left = math.inf if segments is None else segments
         while left > 0:
             if self._gated():
@@ -252,30 +252,44 @@ class TokenBranchBackend:
                 break
             room = self.max_branch_tokens - len(tokens)
             if room <= 0:  # already at its length cap: the branch ends here
+                await self._ending(branch)
                 final, spent = await self._finish(branch)
                 units.append(Unit(spent, self.depth[branch], final, True))
                 break
-            result = await self._segment(branch, room if whole else min(seg, room), whole)
-            tokens.extend(result.token_ids)
+            ids, cost, ended = await self._read(branch, room if whole else min(seg, room), whole)
+            tokens.extend(ids)
             depth = max(1, math.ceil(len(tokens) / seg)) if whole else self.depth[branch] + 1
             self.depth[branch] = depth
-            if whole or result.finish_reason == "stop" or len(tokens) >= self.max_branch_tokens \
-                    or not result.token_ids:
+            if whole or ended or len(tokens) >= self.max_branch_tokens or not ids:
+                await self._ending(branch)
                 final, spent = await self._finish(branch)
-                units.append(Unit(result.completion_tokens + spent, depth, final, True))
+                units.append(Unit(cost + spent, depth, final, True))
                 break
             left -= 1
             if probe:
-                probe_call = self._reserve(branch)
-                if (left > 0 and self.overlap != "off") or self.decode_ahead:  # sent with this probe
-                    self._start_ahead(branch)
-                answer, spent = await self._probe(branch, probe_call)
-                units.append(Unit(result.completion_tokens + spent, depth, answer))
+                answer, spent = await self._probe_after_segment(branch, left)
+                units.append(Unit(cost + spent, depth, answer))
             else:
-                units.append(Unit(result.completion_tokens, depth))
+                units.append(Unit(cost, depth))
                 if left <= 0 and self.decode_ahead:
                     self._start_ahead(branch)
         return units
+
+    # --- the decode loop's hooks (engines.streams reads a stream instead) --------------------
+    async def _read(self, branch: int, n: int, whole: bool) -> tuple[list[int], int, bool]:
+        """The next up to `n` IDs of `branch`, the tokens they cost, and whether the branch ended (EOS)."""
+        result = await self._segment(branch, n, whole)
+        return result.token_ids, result.completion_tokens, result.finish_reason == "stop"
+
+    async def _ending(self, branch: int) -> None:
+        """The branch ends now (nothing to stop: each segment was its own call)."""
+
+    async def _probe_after_segment(self, branch: int, left: float) -> tuple[str | None, int]:
+        """A segment's probe, sent with the next segment when the branch goes on (overlap)."""
+        probe_call = self._reserve(branch)
+        if (left > 0 and self.overlap != "off") or self.decode_ahead:
+            self._start_ahead(branch)
+        return await self._probe(branch, probe_call)
 
     async def probe(self, branch: int) -> list[Unit]:
         if self._gated():

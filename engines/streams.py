@@ -34,8 +34,6 @@ import contextlib
 import math
 from collections.abc import AsyncIterator
 
-from autotts.controllers.episode import STOP, Unit
-
 from .backends import TokenBranchBackend
 from .base import StreamChunk, TokenEngine, TokenStreamer, branch_seed
 from .errors import EngineError
@@ -123,6 +121,7 @@ class StreamBranchBackend(TokenBranchBackend):
         if spares < 0:
             raise ValueError(f"spare_streams must be >= 0, got {spares}")
         self.spare_streams = spares
+        self.decode_ahead = False  # a stream always decodes ahead; no segment calls to start early
         self._streams: dict[int, BranchStream] = {}
 
     def open(self, branch: int) -> None:
@@ -185,34 +184,12 @@ class StreamBranchBackend(TokenBranchBackend):
         for branch in [b for b in self._streams if b not in running and (b in self.tokens or final)]:
             await self._close(branch)
 
-    async def decode(self, branch: int, segments: int | None, probe: bool) -> list[Unit]:
-        tokens, seg = self.tokens[branch], self.segment_tokens
-        units: list[Unit] = []
-        whole = segments is None and not probe  # read the stream to its end
-        left = math.inf if segments is None else segments
-        while left > 0:
-            if self._gated():
-                units.append(STOP)
-                break
-            room = self.max_branch_tokens - len(tokens)
-            if room <= 0:  # already at its length cap: the branch ends here
-                await self._close(branch)
-                final, spent = await self._finish(branch)
-                units.append(Unit(spent, self.depth[branch], final, True))
-                break
-            ids, ended = await self._take(branch, room if whole else min(seg, room))
-            tokens.extend(ids)
-            depth = max(1, math.ceil(len(tokens) / seg)) if whole else self.depth[branch] + 1
-            self.depth[branch] = depth
-            if whole or ended or len(tokens) >= self.max_branch_tokens or not ids:
-                await self._close(branch)
-                final, spent = await self._finish(branch)
-                units.append(Unit(len(ids) + spent, depth, final, True))
-                break
-            left -= 1
-            if probe:  # a side call on a copy of the prefix; the stream decodes on meanwhile
-                answer, spent = await self._probe(branch)
-                units.append(Unit(len(ids) + spent, depth, answer))
-            else:
-                units.append(Unit(len(ids), depth))
-        return units
+    async def _read(self, branch: int, n: int, whole: bool) -> tuple[list[int], int, bool]:
+        ids, ended = await self._take(branch, n)
+        return ids, len(ids), ended
+
+    async def _ending(self, branch: int) -> None:
+        await self._close(branch)
+
+    async def _probe_after_segment(self, branch: int, left: float) -> tuple[str | None, int]:
+        return await self._probe(branch)  # a side call on a copy of the prefix; the stream decodes on meanwhile
