@@ -225,8 +225,10 @@ def main(argv: list[str] | None = None) -> int:
 
         engine_url = (ns.engine_url or "").rstrip("/") or start_vllm(ns, work, procs, timings)
         qfile, fresh_file = work / "collect.jsonl", work / "fresh.jsonl"
-        qfile.write_text("".join(json.dumps(q) + "\n" for q in questions(ns.collect_questions, seed=1)))
-        fresh = questions(ns.requests, seed=2)  # same generator, other questions
+        collect = questions(ns.collect_questions, seed=1)
+        qfile.write_text("".join(json.dumps(q) + "\n" for q in collect))
+        seen = {q["question"] for q in collect}  # same generator, other questions (the hard split has 300)
+        fresh = [q for q in questions(ns.requests + len(seen), seed=2) if q["question"] not in seen][:ns.requests]
         fresh_file.write_text("".join(json.dumps(q) + "\n" for q in fresh))
         store = work / "stores" / "chain" / "closed_loop.parquet"  # kept: a rerun in this workdir reuses it
         autotts(["collect", "--engine", "vllm", "--engine-url", engine_url, "--model", ns.served_model_name,

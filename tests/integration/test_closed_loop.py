@@ -1,7 +1,9 @@
 """The closed-loop example (examples/closed_loop/run.py) end to end, as a user runs it: it trains the chain
-model, starts its own vLLM (CPU), collects a store, discovers a controller on it, serves it beside sc and
-cmc as A/B arms, asks fresh questions with the `openai` client, labels them with the task's checker and runs
-`autotts ab report`. Budget: 10 minutes on 2 cores, training included."""
+model (or copies it from the cache by settings hash), starts its own vLLM (CPU), collects a store,
+discovers a controller on it, serves it beside sc and cmc as A/B arms, asks fresh questions with the
+`openai` client, labels them with the task's checker and runs `autotts ab report`. Budget: 10 minutes on
+2 idle cores with training (measured in examples/closed_loop/README.md); the assertions fail on a model
+that does not reason."""
 
 from __future__ import annotations
 
@@ -10,53 +12,80 @@ import os
 import re
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 
 from tests.conftest import REPO, require_modules, vllm_python
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = pytest.mark.timeout(1200)
+REQUESTS = 12  # users 0-11 hash into all three arms (the gateway's default salt)
 
 
 def test_closed_loop_example_runs_end_to_end(tmp_path):
     require_modules("openai", "fastapi", reason="the example needs the discovery and serve extras")
     summary_path = tmp_path / "summary.json"
     proc = subprocess.run([sys.executable, str(REPO / "examples" / "closed_loop" / "run.py"), "--workdir",
-                           str(tmp_path / "work"), "--vllm-python", vllm_python(), "--summary", str(summary_path)],
-                          capture_output=True, text=True, timeout=840)
+                           str(tmp_path / "work"), "--vllm-python", vllm_python(), "--summary", str(summary_path),
+                           "--requests", str(REQUESTS)],
+                          capture_output=True, text=True, timeout=1100)
+    print(proc.stdout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads(summary_path.read_text())
-    print(proc.stdout)
 
     artifact = summary["artifact"]
     manifest = json.loads((tmp_path / "work" / "discover" / "artifacts" / os.path.basename(artifact) /
                            "manifest.json").read_text())
     assert manifest["name"] == summary["controller"]
-    assert (tmp_path / "work" / "stores" / "chain" / "closed_loop.parquet").is_file()
     assert {"tiny_model", "vllm_start", "collect", "discover", "gateway_start", "requests"} <= set(summary["timings"])
 
-    answers = summary["answers"]
-    assert len(answers) == 18 and {a["arm"] for a in answers} == {"sc", "cmc", "discovered"}
-    assert all(a["answer"] is not None for a in answers)
-    # the model really reasons and really samples: its collected traces are right often, not always
-    # (48 traces at about 0.46 single-sample accuracy, docs/tiny_model.md), and the checker agrees with the store
+    # the store: the checker agrees with its golds, its traces are right often but not always (chance is
+    # 0.1, docs/tiny_model.md measured 0.425), and its majority vote beats a single trace
     from autotts.offline.store import load_store
     from autotts.server.tiny_task import check
 
     store = load_store(tmp_path / "work" / "stores" / "chain" / "closed_loop.parquet")
-    verdicts = [check(store.questions[i], a) for i in range(store.n_questions) for a in store.question(i).finals]
-    assert 0.1 < sum(verdicts) / len(verdicts) < 0.9
+    assert store.meta["aggregator"] == "math"  # recorded: the rule the gateway votes boxed answers with
     assert all(check(store.questions[i], store.golds[i]) for i in range(store.n_questions))
-    # and its majority vote is right more often than a single trace
-    assert sum(a["correct"] for a in answers) / len(answers) > sum(verdicts) / len(verdicts)
+    verdicts, majority = [], []
+    for i in range(store.n_questions):
+        finals = store.question(i).finals
+        verdicts += [check(store.questions[i], a) for a in finals]
+        top = Counter(a for a in finals if a is not None).most_common(1)
+        majority.append(bool(top) and check(store.questions[i], top[0][0]))
+    single = sum(verdicts) / len(verdicts)
+    assert 0.15 < single < 0.9, single
+    assert sum(majority) / len(majority) > single, (majority, single)
 
+    # the live A/B: every fresh question answered and labelled by the checker, all three arms used
+    answers = summary["answers"]
+    assert len(answers) == REQUESTS and {a["arm"] for a in answers} == {"sc", "cmc", "discovered"}
+    assert all(a["answer"] is not None for a in answers)
+    assert all(a["correct"] == (a["answer"] == a["gold"]) for a in answers)  # checker == generator's gold
+    def asked(name: str) -> set[str]:
+        return {json.loads(line)["question"] for line in (tmp_path / "work" / name).read_text().splitlines()}
+
+    assert len(asked("fresh.jsonl")) == REQUESTS and not asked("fresh.jsonl") & asked("collect.jsonl")
     report = summary["ab_reports"]["sc_vs_discovered"]
     rows = {r["arm"]: r for r in report["arms"]}
     for arm in ("sc", "discovered"):
         mine = [a for a in answers if a["arm"] == arm]
-        assert rows[arm]["requests"] == len(mine)
+        assert rows[arm]["requests"] == rows[arm]["labelled"] == len(mine)
         assert rows[arm]["correct"] == sum(a["correct"] for a in mine)
-    assert "comparison" in report
+    comparison = report["comparison"]
+    assert comparison is not None and isinstance(comparison["significant"], bool)
+    assert "significant at 5%: " + ("yes" if comparison["significant"] else "no") in proc.stdout
+
+    # the gateway counted the discovered arm's tokens as its completions report them
+    def counter(name: str, **labels: str) -> float:
+        found = [line for line in summary["metrics"] if line.startswith(name + "{")
+                 and all(f'{k}="{v}"' in line for k, v in labels.items())]
+        assert len(found) == 1, (name, labels, summary["metrics"])
+        return float(found[0].rsplit(" ", 1)[1])
+
+    mine = [a for a in answers if a["arm"] == "discovered"]
+    decode, probe = counter("autotts_tokens_total", kind="decode"), counter("autotts_tokens_total", kind="probe")
+    assert decode > 0 and decode + probe == sum(a["completion_tokens"] for a in mine)
 
     # every process the example started is gone
     for pid in summary["pids"].values():
