@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import REPO, require_modules, vllm_python
 
-pytestmark = pytest.mark.timeout(1200)
+pytestmark = pytest.mark.timeout(1600)  # a guard for a loaded machine: 1,002 s measured at load 7-12
 REQUESTS = 12  # users 0-11 hash into all three arms (the gateway's default salt)
 
 
@@ -28,7 +28,7 @@ def test_closed_loop_example_runs_end_to_end(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "examples" / "closed_loop" / "run.py"), "--workdir",
                            str(tmp_path / "work"), "--vllm-python", vllm_python(), "--summary", str(summary_path),
                            "--requests", str(REQUESTS)],
-                          capture_output=True, text=True, timeout=1100)
+                          capture_output=True, text=True, timeout=1500)
     print(proc.stdout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads(summary_path.read_text())
