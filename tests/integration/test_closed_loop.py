@@ -25,12 +25,17 @@ REQUESTS = 12  # users 0-11 hash into all three arms (the gateway's default salt
 def test_closed_loop_example_runs_end_to_end(tmp_path):
     require_modules("openai", "fastapi", reason="the example needs the discovery and serve extras")
     summary_path = tmp_path / "summary.json"
-    proc = subprocess.run([sys.executable, str(REPO / "examples" / "closed_loop" / "run.py"), "--workdir",
-                           str(tmp_path / "work"), "--vllm-python", vllm_python(), "--summary", str(summary_path),
-                           "--requests", str(REQUESTS)],
-                          capture_output=True, text=True, timeout=1500)
-    print(proc.stdout)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    cmd = [sys.executable, str(REPO / "examples" / "closed_loop" / "run.py"), "--workdir", str(tmp_path / "work"),
+           "--vllm-python", vllm_python(), "--summary", str(summary_path), "--requests", str(REQUESTS)]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=1500)
+        except subprocess.TimeoutExpired:  # SIGTERM, not run()'s SIGKILL: the script then stops its vLLM
+            proc.terminate()
+            stdout, stderr = proc.communicate(timeout=120)
+            pytest.fail("the closed loop took over 1,500 s\n" + stdout[-3000:] + stderr[-3000:])
+    print(stdout)
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
     summary = json.loads(summary_path.read_text())
 
     artifact = summary["artifact"]
@@ -74,7 +79,7 @@ def test_closed_loop_example_runs_end_to_end(tmp_path):
         assert rows[arm]["correct"] == sum(a["correct"] for a in mine)
     comparison = report["comparison"]
     assert comparison is not None and isinstance(comparison["significant"], bool)
-    assert "significant at 5%: " + ("yes" if comparison["significant"] else "no") in proc.stdout
+    assert "significant at 5%: " + ("yes" if comparison["significant"] else "no") in stdout
 
     # the gateway counted the discovered arm's tokens as its completions report them
     def counter(name: str, **labels: str) -> float:
@@ -91,4 +96,4 @@ def test_closed_loop_example_runs_end_to_end(tmp_path):
     for pid in summary["pids"].values():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
-    assert re.search(r"stopped vllm \(pid \d+\)", proc.stdout) and "stopped gateway" in proc.stdout
+    assert re.search(r"stopped vllm \(pid \d+\)", stdout) and "stopped gateway" in stdout
