@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
-"""The closed loop in one script: collect trajectories live, discover a controller on them, serve it.
+"""The closed loop in one script, on a small model that really reasons: train, collect, discover, A/B, report.
 
-1. build the tiny random-weight model (`autotts tiny-model`; no downloads),
+1. train the chain model (`autotts tiny-model --task chain`; CPU, cached by its settings; no downloads),
 2. start vLLM's OpenAI server on CPU with prefix caching (skipped with --engine-url),
-3. `autotts collect` a small replay store from it (N probed traces per question),
+3. `autotts collect` a replay store on one set of chain questions (N probed traces per question),
 4. `autotts discover --explorer local` on that store (a short run) → a controller artifact,
-5. `autotts serve` the artifact through the gateway under the alias ``discovered`` (allow_code),
-6. send chat requests with the official `openai` client,
-7. scrape the gateway's /metrics and print the ``autotts_*`` counters of the discovered controller.
+5. `autotts serve` three A/B arms: ``sc`` (self-consistency), ``cmc`` (β=0.5) and ``discovered``,
+6. send *fresh* questions of the same generator through the official `openai` client, one user each (the
+   gateway's hash puts each user in an arm), and label every completion through ``POST /v1/feedback``
+   with the task's exact checker,
+7. `autotts ab report` on the gateway's /metrics: per-arm accuracy and tokens, and whether the
+   difference is significant.
 
-Every process it starts is stopped on exit, on Ctrl-C and on SIGTERM. The tiny model writes meaningless
-text, so answers are random strings: the point is the plumbing (token IDs, probes, prefix cache, artifact
-loading, metrics), which is the same with a real model. See README.md next to this file.
+Every process it starts is stopped on exit, on Ctrl-C and on SIGTERM. See README.md next to this file.
 
     python examples/closed_loop/run.py --workdir /tmp/closed-loop
 """
@@ -40,21 +41,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 epilog="examples:\n"
                                        "  python examples/closed_loop/run.py --workdir /tmp/closed-loop\n"
                                        "  python examples/closed_loop/run.py --engine-url http://127.0.0.1:8000 "
-                                       "--served-model-name tiny   # reuse a running vLLM")
+                                       "--served-model-name chain   # reuse a vLLM serving the chain model")
     p.add_argument("--workdir", help="where the model, store, discovery run and logs go (default: a new temp dir)")
     p.add_argument("--engine-url", help="use this running vLLM server (serving --served-model-name) instead of "
-                                        "building the tiny model and starting one")
-    p.add_argument("--served-model-name", default="tiny", help="the engine's model name (default tiny)")
+                                        "training the model and starting one")
+    p.add_argument("--served-model-name", default="chain", help="the engine's model name (default chain)")
     p.add_argument("--vllm-python", default=os.environ.get("AUTOTTS_VLLM_PYTHON") or sys.executable,
                    help="Python that has vllm installed (default: this one, or $AUTOTTS_VLLM_PYTHON)")
-    p.add_argument("--questions", default=str(HERE / "questions.jsonl"), help="question file (default: the "
-                                                                               "bundled questions.jsonl)")
-    p.add_argument("--limit", type=int, default=3, help="questions to collect (default 3)")
-    p.add_argument("--traces", type=int, default=8, help="traces per question (default 8)")
-    p.add_argument("--segment-tokens", type=int, default=32, help="Δ (default 32)")
-    p.add_argument("--max-tokens", type=int, default=96, help="trace length cap (default 96)")
-    p.add_argument("--requests", type=int, default=2, help="chat requests sent to the gateway (default 2)")
-    p.add_argument("--beta", type=float, default=0.5, help="β of the served artifact (default 0.5)")
+    p.add_argument("--collect-questions", type=int, default=6, help="questions in the store (default 6)")
+    p.add_argument("--traces", type=int, default=8, help="traces per collected question (default 8)")
+    p.add_argument("--segment-tokens", type=int, default=16, help="Δ (default 16)")
+    p.add_argument("--max-tokens", type=int, default=320, help="trace length cap (default 320)")
+    p.add_argument("--requests", type=int, default=18, help="fresh questions sent to the gateway (default 18)")
+    p.add_argument("--sc-n", type=int, default=8, help="branches of the sc arm (default 8)")
+    p.add_argument("--beta", type=float, default=0.5, help="β of the cmc and discovered arms (default 0.5)")
     p.add_argument("--summary", help="also write the summary as JSON to this file")
     return p.parse_args(argv)
 
@@ -133,8 +133,8 @@ def start_vllm(ns: argparse.Namespace, work: Path, procs: Processes, timings: di
     if not (model / "config.json").is_file():
         start = time.perf_counter()
         with open(procs.logs / "tiny-model.log", "w") as fh:
-            code = subprocess.run([ns.vllm_python, "-m", "autotts.cli.main", "tiny-model", str(model),
-                                   "--vocab-size", "1024"], stdout=fh, stderr=subprocess.STDOUT).returncode
+            code = subprocess.run([ns.vllm_python, "-m", "autotts.cli.main", "tiny-model", "--task", "chain",
+                                   str(model)], stdout=fh, stderr=subprocess.STDOUT).returncode
         if code != 0:
             raise RuntimeError(f"tiny-model failed; log: {procs.logs / 'tiny-model.log'}")
         timings["tiny_model"] = round(time.perf_counter() - start, 1)
@@ -164,24 +164,39 @@ def discovered_artifact(run_dir: Path) -> Path:
     return path if path.is_absolute() else (Path.cwd() / path).resolve()
 
 
-def send_requests(gateway: str, ns: argparse.Namespace, questions: list[str]) -> list[dict]:
+def send_requests(gateway: str, ns: argparse.Namespace, fresh: list[dict[str, str]]) -> list[dict]:
+    """One fresh question per user through the `openai` client; each completion labelled by the checker."""
+    import httpx
+    from autotts.server.tiny_task import check
     from openai import OpenAI
 
     client = OpenAI(base_url=gateway + "/v1", api_key="not-needed", timeout=900, max_retries=0)
     out = []
-    for i in range(ns.requests):
-        question = questions[i % len(questions)]
+    for i, row in enumerate(fresh):
         start = time.perf_counter()
-        response = client.chat.completions.create(model=ALIAS, messages=[{"role": "user", "content": question}],
-                                                  max_tokens=ns.max_tokens, seed=i)
-        tts = (response.model_dump().get("tts") or {})
-        item = {"question": question, "answer": response.choices[0].message.content,
-                "completion_tokens": response.usage.completion_tokens, "controller": tts.get("controller"),
+        response = client.chat.completions.create(model=ns.served_model_name, user=f"user-{i}", seed=i,
+                                                  messages=[{"role": "user", "content": row["question"]}],
+                                                  max_tokens=ns.max_tokens)
+        tts = response.model_dump().get("tts") or {}
+        correct = check(row["question"], tts.get("answer"))
+        label = httpx.post(gateway + "/v1/feedback", json={"id": response.id, "correct": correct}, timeout=30)
+        label.raise_for_status()
+        item = {"arm": tts.get("arm"), "controller": tts.get("controller"), "answer": tts.get("answer"),
+                "gold": row["gold_answer"], "correct": correct, "completion_tokens": response.usage.completion_tokens,
                 "branches": tts.get("branches"), "wall_s": round(time.perf_counter() - start, 1)}
-        print(f"[request {i}] {item['wall_s']:.1f}s controller={item['controller']} branches={item['branches']} "
-              f"tokens={item['completion_tokens']} answer={item['answer']!r:.40}", flush=True)
+        print(f"[request {i}] {item['wall_s']:.1f}s arm={item['arm']} branches={item['branches']} "
+              f"tokens={item['completion_tokens']} answer={item['answer']!r} gold={row['gold_answer']} "
+              f"{'ok' if correct else 'wrong'}", flush=True)
         out.append(item)
     return out
+
+
+def ab_report(gateway: str, arms: list[str]) -> dict:
+    """`autotts ab report` of two arms (as a user runs it), printed, and its JSON."""
+    cmd = [sys.executable, "-m", "autotts.cli.main", "ab", "report", "--metrics-url", gateway + "/metrics",
+           "--arms", ",".join(arms)]
+    print(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout, flush=True)
+    return json.loads(subprocess.run([*cmd, "--json"], capture_output=True, text=True, check=True).stdout)
 
 
 def scrape(gateway: str, controller: str) -> list[str]:
@@ -206,28 +221,39 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter()
     print(f"workdir: {work}", flush=True)
     try:
+        from autotts.server.tiny_task import questions
+
         engine_url = (ns.engine_url or "").rstrip("/") or start_vllm(ns, work, procs, timings)
-        store = work / "stores" / "tiny" / "closed_loop.parquet"  # kept: a rerun in this workdir reuses it
+        qfile, fresh_file = work / "collect.jsonl", work / "fresh.jsonl"
+        collect = questions(ns.collect_questions, seed=1)
+        qfile.write_text("".join(json.dumps(q) + "\n" for q in collect))
+        seen = {q["question"] for q in collect}  # same generator, other questions (the hard split has 300)
+        fresh = [q for q in questions(ns.requests + len(seen), seed=2) if q["question"] not in seen][:ns.requests]
+        fresh_file.write_text("".join(json.dumps(q) + "\n" for q in fresh))
+        store = work / "stores" / "chain" / "closed_loop.parquet"  # kept: a rerun in this workdir reuses it
         autotts(["collect", "--engine", "vllm", "--engine-url", engine_url, "--model", ns.served_model_name,
-                 "--questions", ns.questions, "--limit", str(ns.limit), "--n", str(ns.traces),
-                 "--segment-tokens", str(ns.segment_tokens), "--max-tokens", str(ns.max_tokens),
-                 "--probe-max-tokens", "4", "--temperature", "1.0", "--ignore-eos", "--model-name", "tiny",
-                 "--out", str(store), "--no-progress", "--resume"], logs / "collect.log", timings, "collect")
+                 "--questions", str(qfile), "--n", str(ns.traces), "--segment-tokens", str(ns.segment_tokens),
+                 "--max-tokens", str(ns.max_tokens), "--probe-max-tokens", "3", "--temperature", "1.0",
+                 "--top-p", "1.0", "--model-name", "chain", "--out", str(store), "--no-progress", "--resume"],
+                logs / "collect.log", timings, "collect")
         print("   " + tail(logs / "collect.log", 2).splitlines()[0], flush=True)
         run_dir = work / "discover"
         shutil.rmtree(run_dir, ignore_errors=True)
-        autotts(["discover", "--explorer", "local", "--data", str(store), "--rounds", "1", "--population", "2",
-                 "--search-seeds", "2", "--betas", "0,0.5,1", "--top-k", "1", "--workers", "1", "--time-limit", "3",
+        autotts(["discover", "--explorer", "local", "--data", str(store), "--rounds", "1", "--population", "3",
+                 "--search-seeds", "3", "--betas", "0,0.5,1", "--top-k", "1", "--workers", "1", "--time-limit", "3",
                  "--out", str(run_dir), "--no-progress"], logs / "discover.log", timings, "discover")
         artifact = discovered_artifact(run_dir)
         manifest = json.loads((artifact / "manifest.json").read_text())
         print(f"   artifact: {artifact} (controller {manifest['name']})", flush=True)
 
         port = free_port()
-        config = {"engine": "vllm", "engine_url": engine_url, "model": ns.served_model_name,
-                  "aliases": {ALIAS: f"{artifact}:beta={ns.beta}"}, "allow_code": True, "controller": "cmc:beta=0.5",
-                  "segment_tokens": ns.segment_tokens, "probe_max_tokens": 4, "ignore_eos": True,
-                  "temperature": 1.0, "default_max_tokens": ns.max_tokens, "host": "127.0.0.1", "port": port}
+        arms = [{"name": "sc", "controller": f"sc:n={ns.sc_n}", "beta": None, "weight": 1},
+                {"name": "cmc", "controller": "cmc", "beta": ns.beta, "weight": 1},
+                {"name": ALIAS, "controller": str(artifact), "beta": ns.beta, "weight": 1}]
+        config = {"engine": "vllm", "engine_url": engine_url, "model": ns.served_model_name, "arms": arms,
+                  "allow_code": True, "segment_tokens": ns.segment_tokens, "probe_max_tokens": 3,
+                  "temperature": 1.0, "top_p": 1.0, "default_max_tokens": ns.max_tokens,
+                  "feedback_mode": "exact", "host": "127.0.0.1", "port": port}
         (work / "gateway.json").write_text(json.dumps(config, indent=1))
         start = time.perf_counter()
         gateway_proc = procs.start("gateway", [sys.executable, "-m", "autotts.cli.main", "serve", "--config",
@@ -235,20 +261,18 @@ def main(argv: list[str] | None = None) -> int:
         gateway = f"http://127.0.0.1:{port}"
         procs.wait_healthy("gateway", gateway_proc, gateway, timeout_s=300)
         timings["gateway_start"] = round(time.perf_counter() - start, 1)
-        print(f"[gateway_start] {timings['gateway_start']:.1f}s -> {gateway}/v1 (model {ALIAS!r})", flush=True)
+        print(f"[gateway_start] {timings['gateway_start']:.1f}s -> {gateway}/v1 (arms sc, cmc, {ALIAS})", flush=True)
 
-        from autotts.offline.questions import read_questions
-
-        questions = [q.question for q in read_questions(ns.questions, limit=ns.limit)]
         start = time.perf_counter()
-        answers = send_requests(gateway, ns, questions)
+        answers = send_requests(gateway, ns, fresh)
         timings["requests"] = round(time.perf_counter() - start, 1)
+        reports = {f"sc_vs_{ALIAS}": ab_report(gateway, ["sc", ALIAS]), "cmc_vs_sc": ab_report(gateway, ["cmc", "sc"])}
         metrics = scrape(gateway, manifest["name"])
-        print("gateway /metrics (autotts_*):\n  " + "\n  ".join(metrics), flush=True)
         timings["total"] = round(time.perf_counter() - total, 1)
         summary = {"workdir": str(work), "engine_url": engine_url, "store": str(store), "artifact": str(artifact),
                    "controller": manifest["name"], "alias": ALIAS, "answers": answers, "metrics": metrics,
-                   "timings": timings, "pids": {name: proc.pid for name, proc in procs.children}}
+                   "ab_reports": reports, "timings": timings,
+                   "pids": {name: proc.pid for name, proc in procs.children}}
         if ns.summary:
             Path(ns.summary).write_text(json.dumps(summary, indent=1))
         print(f"done in {timings['total']:.0f}s: {json.dumps(timings)}", flush=True)
@@ -256,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except RuntimeError as exc:
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
         print(f"closed loop failed: {exc}", file=sys.stderr)
         return 1
     finally:
