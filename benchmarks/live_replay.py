@@ -333,22 +333,22 @@ def main(argv: list[str] | None = None) -> int:
             results[alias] = {"spec": specs[alias], "predicted": pred[alias], "live": got,
                               "comparison": compare(pred[alias], got)}
             print(json.dumps(results[alias]["comparison"]), flush=True)
-        summary = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                   "machine": {"cpus": os.cpu_count(), "load_avg_start": [round(x, 2) for x in load_start],
-                               "load_avg_at_live_start": load_live,
-                               "load_avg_end": [round(x, 2) for x in os.getloadavg()]},
-                   "settings": {"task": "chain", "split": "hard", "collect_questions": meta.get("questions_file"),
-                                "collect_seed": ns.collect_seed, "fresh_questions": ns.fresh,
-                                "fresh_seed": ns.fresh_seed, "n": ns.n, "segment_tokens": ns.segment_tokens,
-                                "max_tokens": ns.max_tokens, "probe_max_tokens": ns.probe_max_tokens,
-                                "temperature": ns.temperature, "top_p": 1.0, "beta": ns.beta,
-                                "eval_seeds": ns.eval_seeds, "aggregator": meta.get("aggregator"),
-                                "response": "full", "artifact": artifact.name},
-                   "store": {"path_name": store.name, "usage": meta.get("usage"),
-                             "probe_tokens_per_probe": pred["_probe_tokens_per_probe"]},
-                   "timings_s": timings, "controllers": results}
-        Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(ns.out).write_text(json.dumps(summary, indent=1) + "\n")
+            summary = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                       "machine": {"cpus": os.cpu_count(), "load_avg_start": [round(x, 2) for x in load_start],
+                                   "load_avg_at_live_start": load_live,
+                                   "load_avg_end": [round(x, 2) for x in os.getloadavg()]},
+                       "settings": {"task": "chain", "split": "hard", "collect_questions": meta.get("questions_file"),
+                                    "collect_seed": ns.collect_seed, "fresh_questions": ns.fresh,
+                                    "fresh_seed": ns.fresh_seed, "n": ns.n, "segment_tokens": ns.segment_tokens,
+                                    "max_tokens": ns.max_tokens, "probe_max_tokens": ns.probe_max_tokens,
+                                    "temperature": ns.temperature, "top_p": 1.0, "beta": ns.beta,
+                                    "eval_seeds": ns.eval_seeds, "aggregator": meta.get("aggregator"),
+                                    "response": "full", "artifact": artifact.name},
+                       "store": {"path_name": store.name, "usage": meta.get("usage"),
+                                 "probe_tokens_per_probe": pred["_probe_tokens_per_probe"]},
+                       "timings_s": timings, "controllers": results, "complete": len(results) == len(specs)}
+            Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(ns.out).write_text(json.dumps(summary, indent=1) + "\n")
         print(f"wrote {ns.out} (workdir {work})", flush=True)
         return 0
     except RuntimeError as exc:
