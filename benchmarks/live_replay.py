@@ -29,7 +29,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,21 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+
+
+def _closed_loop():
+    """The closed-loop example's module: its child-process handling (`Processes`, `free_port`) serves here too."""
+    import importlib.util
+
+    path = HERE.parent / "examples" / "closed_loop" / "run.py"
+    spec = importlib.util.spec_from_file_location("closed_loop_run", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_loop = _closed_loop()
+Processes, free_port = _loop.Processes, _loop.free_port
 Z95 = 1.959964
 
 
@@ -99,52 +113,6 @@ def compare(pred: dict, live: dict) -> dict:
             "probes_predicted": pred["probes"]["mean"], "probes_live": live["probes"]["mean"]}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Children:
-    """Processes this benchmark started (each in its own session), stopped together."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs, self.procs = logs, []
-
-    def start(self, name: str, cmd: list[str], env: dict | None = None) -> tuple[subprocess.Popen, Path]:
-        log = self.logs / f"{name}.log"
-        with open(log, "w") as fh:
-            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        self.procs.append(proc)
-        return proc, log
-
-    def wait_healthy(self, proc: subprocess.Popen, log: Path, url: str, timeout_s: float) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"exited with {proc.returncode}; see {log}")
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"{url} not healthy after {timeout_s:.0f}s; see {log}")
-
-    def stop_all(self) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-        self.procs.clear()
-
-
 def autotts(args: list[str], log: Path) -> float:
     """Run one `autotts` command with this interpreter; its wall seconds."""
     start = time.perf_counter()
@@ -158,20 +126,20 @@ def autotts(args: list[str], log: Path) -> float:
     return round(wall, 1)
 
 
-def start_vllm(ns: argparse.Namespace, work: Path, children: Children) -> str:
+def start_vllm(ns: argparse.Namespace, work: Path, children: Processes) -> str:
     model = work / "model"
     subprocess.run([sys.executable, "-m", "autotts.cli.main", "tiny-model", "--task", "chain", str(model)],
                    check=True, stdout=subprocess.DEVNULL)
     port = free_port()
     env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "TORCHDYNAMO_DISABLE": "1",
            "VLLM_CACHE_ROOT": str(work / "vllm-cache")}
-    proc, log = children.start("vllm", [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
+    proc = children.start("vllm", [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
                                         str(model), "--served-model-name", ns.served_model_name, "--enforce-eager",
                                         "--kv-cache-memory-bytes", str(256 * 2**20), "--block-size", "32",
                                         "--enable-prefix-caching", "--enable-prompt-tokens-details",
                                         "--host", "127.0.0.1", "--port", str(port)], env=env)
     url = f"http://127.0.0.1:{port}"
-    children.wait_healthy(proc, log, url, timeout_s=900)
+    children.wait_healthy("vllm", proc, url, timeout_s=900)
     return url
 
 
@@ -288,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(ns.workdir or tempfile.mkdtemp(prefix="autotts-live-replay-")).resolve()
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    children, timings = Children(logs), {}
+    children, timings = Processes(logs), {}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     load_start = os.getloadavg()
     try:
@@ -320,10 +288,10 @@ def main(argv: list[str] | None = None) -> int:
                   "default_max_tokens": ns.max_tokens, "aggregator": meta.get("aggregator"),
                   "host": "127.0.0.1", "port": port}
         (work / "gateway.json").write_text(json.dumps(config, indent=1))
-        proc, log = children.start("gateway", [sys.executable, "-m", "autotts.cli.main", "serve", "--config",
+        proc = children.start("gateway", [sys.executable, "-m", "autotts.cli.main", "serve", "--config",
                                                str(work / "gateway.json"), "--log-level", "warning"])
         gateway = f"http://127.0.0.1:{port}"
-        children.wait_healthy(proc, log, gateway, timeout_s=300)
+        children.wait_healthy("gateway", proc, gateway, timeout_s=300)
         fresh = write_questions(work / "fresh.jsonl", ns.fresh, ns.fresh_seed)
         results, load_live = {}, {}
         for alias in specs:
