@@ -149,7 +149,9 @@ _BY_KIND = dict(enumerate(ACTION_TYPES))
 
 def from_compact(kind: object, x: object, segments: object, probe: object) -> Action:
     """An action from its four compact fields (as a worker sends them: segments 0 for None, probe 0 or 1),
-    validated like its constructor; raises `IllegalActionError` for anything else."""
+    validated like its constructor; raises `IllegalActionError` for anything else. A field that equals an
+    integer (``true``, ``2.0`` in JSON) is read as that integer, as a lookup by value would read it."""
+    kind, x, segments, probe = (_integral(v) for v in (kind, x, segments, probe))
     cls = _BY_KIND.get(kind) if type(kind) is int else None  # type: ignore[call-overload]
     if type(segments) is int and segments == 0:
         segments = None
@@ -164,6 +166,14 @@ def from_compact(kind: object, x: object, segments: object, probe: object) -> Ac
         return tuple.__new__(Answer, (ANSWER, x, None, False))
     raise IllegalActionError(f"not a valid action: kind {kind!r:.20}, fields {x!r:.40}, {segments!r:.20}, "
                              f"{probe!r:.20}")
+
+
+def _integral(value: object) -> object:
+    if type(value) is bool:
+        return int(value)
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
 
 
 def action_dict(action: Action) -> dict:

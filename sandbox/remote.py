@@ -259,17 +259,34 @@ def decode_batch(item: Any) -> Any:
         if type(ints) is not list or type(texts) is not list or len(ints) % 4:
             raise TypeError
         batch: list[Any] = []
+        known = _DECODED.get
         it = iter(ints)
-        for kind, x, segments, probe in zip(it, it, it, it, strict=True):
-            if kind == ANSWER:
-                x = texts[x] if type(x) is int else None
-            elif kind == -1:
-                batch.append(_NotAnAction(str(texts[x])[:80]))
-                continue
-            batch.append(from_compact(kind, x, segments, probe))
+        for key in zip(it, it, it, it, strict=True):
+            action = known(key)
+            if action is None:
+                action = _decode(key, texts)
+            batch.append(action)
     except (TypeError, ValueError, IndexError):
         raise IllegalActionError(f"sandboxed worker sent a malformed batch: {str(item)[:120]}") from None
     return batch
+
+
+_DECODED: dict[tuple, Any] = {}  # compact fields → their action (immutable, so one object serves every batch)
+_DECODED_MAX = 1 << 16
+
+
+def _decode(key: tuple, texts: list) -> Any:
+    """The action of compact fields not decoded before (`from_compact`), kept for the next time unless it
+    carries text (an answer, or the repr of something that is not an action)."""
+    kind, x, segments, probe = key
+    if kind == ANSWER:
+        return from_compact(kind, texts[x] if type(x) is int else None, segments, probe)
+    if kind == -1:
+        return _NotAnAction(str(texts[x])[:80])
+    action = from_compact(kind, x, segments, probe)
+    if len(_DECODED) < _DECODED_MAX:
+        _DECODED[key] = action
+    return action
 
 
 @dataclass

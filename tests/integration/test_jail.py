@@ -559,3 +559,23 @@ def test_a_single_file_source_is_bound_with_its_bytecode():
     inside = f"{SOURCE_ROOT}/autotts/sandbox/controller_worker.py"
     cached = binds[importlib.util.cache_from_source(inside)]
     assert Path(cached).is_file() and cached == importlib.util.cache_from_source(binds[inside])
+
+
+def test_a_package_source_is_bound_with_its_bytecode():
+    """The controller SDK, bound as a folder, carries bytecode matching each of its modules (Python checks a
+    pyc against its source's mtime and size): a fresh worker imports it without compiling it again."""
+    import importlib.util
+    import struct
+
+    from autotts.sandbox.jail import _source_binds
+    from autotts.sandbox.remote import SOURCES
+
+    _source_binds(SOURCES)
+    modules = sorted(Path(SOURCES["autotts.controllers"]).rglob("*.py"))
+    assert len(modules) > 10
+    for source in modules:
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        header = cached.read_bytes()[:16]
+        flags, mtime, size = struct.unpack("<III", header[4:16])
+        stat = source.stat()
+        assert (flags, mtime, size) == (0, int(stat.st_mtime) & 0xFFFFFFFF, stat.st_size & 0xFFFFFFFF), source
