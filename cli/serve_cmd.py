@@ -27,6 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engine-url", dest="engine_urls", action="append", metavar="URL",
                    help="engine server for --engine vllm|sglang; repeat for several replicas (each request "
                         "stays on one, new requests go to the least-loaded healthy one)")
+    p.add_argument("--engine-api", choices=("auto", "completions", "generate"),
+                   help="vllm: the route segments and probes decode through: generate = vLLM's token-in/"
+                        "token-out /inference/v1/generate (`vllm serve --enable-scale-out`; vLLM does not "
+                        "detokenise), completions = /v1/completions; auto (default) takes generate where the "
+                        "server has it")
     p.add_argument("--model", metavar="NAME",
                    help="vllm: the engine's model name (default: its first); vllm-inproc: model dir or id; "
                         "replay: default model of the stores (e.g. Qwen3-8B)")
@@ -76,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {"engine": args.engine, "engine_url": urls[0] if len(urls) == 1 else None,
                  "engine_urls": urls if len(urls) > 1 else None, "model": args.model,
                  "stores": args.stores, "controller": args.controller, "segment_tokens": args.segment_tokens,
-                 "branch_mode": args.branch_mode,
+                 "branch_mode": args.branch_mode, "engine_api": args.engine_api,
                  "host": args.host, "port": args.port, "controllers_dir": args.controllers_dir,
                  "allow_code": args.allow_code, "allow_unsandboxed": args.allow_unsandboxed,
                  "reload_interval_s": args.reload_interval_s,

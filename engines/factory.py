@@ -26,6 +26,7 @@ class EngineSettings(Protocol):
     engine_timeout_s: float
     health_interval_s: float
     engine_keepalive_s: float
+    engine_api: str  # vllm: auto | completions | generate
 
 
 def make_engine(cfg: EngineSettings) -> TokenEngine | None:
@@ -40,8 +41,9 @@ def make_engine(cfg: EngineSettings) -> TokenEngine | None:
     else:
         from .vllm_http import VLLMHTTPEngine as http_engine
     urls = cfg.engine_urls or [cfg.engine_url or ""]
-    engines = [http_engine(url, cfg.model, timeout_s=cfg.engine_timeout_s,
-                           keepalive_s=cfg.engine_keepalive_s) for url in urls]
+    extra = {"api": cfg.engine_api} if cfg.engine == "vllm" else {}
+    engines = [http_engine(url, cfg.model, timeout_s=cfg.engine_timeout_s, keepalive_s=cfg.engine_keepalive_s,
+                           **extra) for url in urls]
     if len(engines) == 1:
         return engines[0]
     from .pool import ReplicaPool

@@ -1,7 +1,12 @@
-"""vLLM's OpenAI server over HTTP as a token engine: token-ID prompts, `return_token_ids`, one pool.
+"""vLLM's OpenAI server over HTTP as a token engine: token-ID prompts, token-ID answers, one pool.
 
-Every segment and probe is a `/v1/completions` call whose `prompt` is a list of token IDs, so the
-engine never re-tokenises text and its automatic prefix cache sees the exact prefix of the branch.
+Every segment and probe is one call whose prompt is a list of token IDs, so the engine never
+re-tokenises text and its automatic prefix cache sees the exact prefix of the branch. Where the server
+has vLLM's token-in/token-out endpoint (``vllm serve --enable-scale-out``: ``/inference/v1/generate``
+with ``output_mode="tokens"``) the calls go there (``api="auto"``, the default, or ``"generate"``):
+vLLM then never detokenises what it decodes, which the gateway does not read (it detokenises the
+tokens it keeps itself, once); elsewhere they are `/v1/completions` calls with `return_token_ids`.
+Both take the same sampling fields and answer with the same token IDs (checked against a real server).
 `/tokenize` applies the chat template once per request. One shared `httpx.AsyncClient` (connection
 pooling) serves all requests of the gateway. Cancelling an awaiting call closes its connection,
 which makes vLLM abort the request (measured: `vllm:num_requests_running` drops within 0.02 s).
@@ -28,7 +33,10 @@ log = logging.getLogger(__name__)
 _CACHE_INFO = re.compile(r"^vllm:cache_config_info\{([^}]*)\}", re.M)
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
-__all__ = ["VLLMHTTPEngine"]
+__all__ = ["APIS", "VLLMHTTPEngine"]
+
+APIS = ("auto", "completions", "generate")  # which route decodes: auto = generate where the server has it
+GENERATE = "/inference/v1/generate"
 
 
 class VLLMHTTPEngine(HTTPEngine):
@@ -37,9 +45,17 @@ class VLLMHTTPEngine(HTTPEngine):
     name = "vllm"
     capabilities = Capabilities(passthrough=True, token_stream=True)
 
+    def __init__(self, url: str, model: str | None = None, *, api: str = "auto", **options: Any) -> None:
+        if api not in APIS:
+            raise ValueError(f"api must be one of {', '.join(APIS)}, got {api!r}")
+        super().__init__(url, model, **options)
+        self.api = api  # "completions" or "generate" once `start` resolved "auto"
+
     async def start(self) -> None:
-        """Resolve the served model name when none was configured (first of `/v1/models`), and read the
-        KV block size the server runs with (``capabilities.kv_block_size``)."""
+        """Resolve the served model name when none was configured (first of `/v1/models`), the route that
+        decodes (`api`), and the KV block size the server runs with (``capabilities.kv_block_size``)."""
+        if self.api != "completions":
+            await self._resolve_api()
         if not self.model:
             data = await self._call("GET", "/v1/models")
             try:
@@ -50,6 +66,25 @@ class VLLMHTTPEngine(HTTPEngine):
             block = await self._block_size()
             if block is not None:
                 self.capabilities = replace(self.capabilities, kv_block_size=block)
+
+    async def _resolve_api(self) -> None:
+        """"generate" when the server lists `GENERATE` in its OpenAPI schema; "completions" otherwise for
+        "auto", an error naming the flag for "generate"."""
+        try:
+            paths = (await self._call("GET", "/openapi.json")).get("paths") or {}
+        except (EngineError, AttributeError) as exc:
+            paths = {}
+            log.info("vLLM at %s: no OpenAPI schema to look for %s in (%s)", self.url, GENERATE, exc)
+        found = GENERATE in paths
+        if self.api == "generate" and not found:
+            raise EngineError(f"vLLM at {self.url} has no {GENERATE} (the token-in/token-out endpoint): start it "
+                              "with --enable-scale-out, or use the completions API")
+        self.api = "generate" if found else "completions"
+        log.info("vLLM at %s: decoding through %s", self.url, GENERATE if found else "/v1/completions")
+
+    @property
+    def _route(self) -> str:
+        return GENERATE if self.api == "generate" else "/v1/completions"
 
     async def _block_size(self) -> int | None:
         """The prefix cache's block size from the ``vllm:cache_config_info`` series of `/metrics` (None when
@@ -89,28 +124,31 @@ class VLLMHTTPEngine(HTTPEngine):
         return prompt
 
     def _body(self, prompt_ids: list[int], max_tokens: int, sampling: Sampling) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.model, "prompt": prompt_ids, "max_tokens": max_tokens,
-                                "return_token_ids": True, "skip_special_tokens": False}
+        params: dict[str, Any] = {"max_tokens": max_tokens, "skip_special_tokens": False}
         for key in ("temperature", "top_p", "seed"):
             value = getattr(sampling, key)
             if value is not None:
-                body[key] = value
+                params[key] = value
         if sampling.ignore_eos:
-            body["ignore_eos"] = True
-        return body
+            params["ignore_eos"] = True
+        if self.api == "generate":
+            return {"model": self.model, "token_ids": prompt_ids, "output_mode": "tokens",
+                    "sampling_params": {**params, "detokenize": False}}
+        return {"model": self.model, "prompt": prompt_ids, "return_token_ids": True, **params}
 
     async def stream(self, prompt_ids: list[int], max_tokens: int, sampling: Sampling, request_id: str,
                      chunk_tokens: int = 1) -> AsyncIterator[StreamChunk]:
-        """One streamed `/v1/completions` call, read as token IDs (``return_token_ids`` on every chunk; the
+        """One streamed call (`_route`), read as token IDs (``return_token_ids`` on every completions chunk; the
         chunks' text is never used: a prompt ending inside a UTF-8 character makes vLLM's first delta
         carry the whole prompt's text). `chunk_tokens` is vLLM's per-request ``stream_interval`` (servers
         that predate it ignore it and send every token). Closing the iterator closes the connection, which
         aborts the call."""
         body = {**self._body(prompt_ids, max_tokens, sampling), "stream": True,
-                "stream_options": {"include_usage": True},
-                **({"stream_interval": chunk_tokens} if chunk_tokens > 1 else {})}
-        where = f"{self.url}/v1/completions"
-        response = await self._send("POST", "/v1/completions", body, {"X-Request-Id": request_id})
+                "stream_options": {"include_usage": True}}
+        if chunk_tokens > 1:  # a sampling parameter of vLLM's; the completions API takes it at the top level
+            (body["sampling_params"] if self.api == "generate" else body)["stream_interval"] = chunk_tokens
+        where = f"{self.url}{self._route}"
+        response = await self._send("POST", self._route, body, {"X-Request-Id": request_id})
         try:
             if response.status_code != 200:
                 await response.aread()
@@ -136,7 +174,7 @@ class VLLMHTTPEngine(HTTPEngine):
             except httpx.TimeoutException as exc:
                 raise EngineTimeout(f"timed out reading the stream of {where}") from exc
             except httpx.TransportError as exc:
-                raise await self._lost("/v1/completions", exc) from exc
+                raise await self._lost(self._route, exc) from exc
             except (ValueError, TypeError) as exc:
                 raise EngineGarbage(f"{where}: unexpected stream chunk ({exc!r})") from exc
             if finish is None:
@@ -148,7 +186,7 @@ class VLLMHTTPEngine(HTTPEngine):
     async def generate(self, prompt_ids: list[int], max_tokens: int, sampling: Sampling,
                        request_id: str) -> GenerateResult:
         body = self._body(prompt_ids, max_tokens, sampling)
-        data = await self._call("POST", "/v1/completions", body, request_id=request_id)
+        data = await self._call("POST", self._route, body, request_id=request_id)
         try:
             choice = data["choices"][0]
             usage = data["usage"]
@@ -162,7 +200,7 @@ class VLLMHTTPEngine(HTTPEngine):
                                   completion_tokens=int(usage["completion_tokens"]),
                                   cached_tokens=int(details.get("cached_tokens") or 0))
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-            raise EngineGarbage(f"{self.url}/v1/completions: unexpected response ({exc!r})") from exc
+            raise EngineGarbage(f"{self.url}{self._route}: unexpected response ({exc!r})") from exc
 
 
 def _chunk(data: Any, where: str) -> StreamChunk:

@@ -23,6 +23,7 @@ from .errors import ConfigError
 __all__ = ["ENGINES", "ConfigError", "GatewayConfig"]
 
 ENGINES = ("replay", "vllm", "sglang", "vllm-inproc")
+ENGINE_APIS = ("auto", "completions", "generate")  # vllm's decoding routes (engines.vllm_http.APIS)
 ENV_PREFIX = "AUTOTTS_SERVE_"
 ADMIN_TOKEN_ENV = "AUTOTTS_ADMIN_TOKEN"  # admin_token's default (the Helm chart sets it from a Secret)
 
@@ -40,6 +41,9 @@ class GatewayConfig:
     #: idle pooled connections to the engine close after this; keep it below the engine server's own
     #: keep-alive timeout (uvicorn's and vLLM's default: 5 s) so the engine never closes one being reused
     engine_keepalive_s: float = 2.0
+    #: vllm: the route that decodes: auto (vLLM's token-in/token-out /inference/v1/generate where the server
+    #: has it, i.e. `vllm serve --enable-scale-out`; else /v1/completions) | completions | generate
+    engine_api: str = "auto"
     model: str | None = None  # vllm: engine's model name; vllm-inproc: model dir; replay: default model
     served_model_name: str | None = None  # the name clients send (default: `model`)
     stores: list[str] = field(default_factory=list)  # replay stores (default: the bundled ones)
@@ -174,6 +178,8 @@ class GatewayConfig:
 
         if self.engine not in ENGINES:
             fail("engine", f"must be one of {', '.join(ENGINES)}")
+        if self.engine_api not in ENGINE_APIS:
+            fail("engine_api", f"must be one of {', '.join(ENGINE_APIS)}")
         if self.engine in ("vllm", "sglang") and not (self.engine_url or self.engine_urls):
             raise ConfigError(f"{where}: engine {self.engine!r} needs engine_url (e.g. http://127.0.0.1:8000) "
                               "or engine_urls")

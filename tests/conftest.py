@@ -82,8 +82,9 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+# --enable-scale-out: the server has vLLM's token-in/token-out endpoint, which the gateway then decodes through
 VLLM_FLAGS = ("--served-model-name", "tiny", "--enforce-eager", "--kv-cache-memory-bytes", "268435456",
-              "--block-size", "32", "--enable-prefix-caching", "--enable-prompt-tokens-details")
+              "--block-size", "32", "--enable-prefix-caching", "--enable-prompt-tokens-details", "--enable-scale-out")
 
 
 @contextmanager

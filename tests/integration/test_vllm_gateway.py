@@ -91,9 +91,10 @@ class Scripted(GeneratorController):
         return obs.branches[1].latest
 
 
-def _scripted(vllm_server: str, overlap: str, delta_tokens: int, probe_tokens: int, text: str | None = None):
+def _scripted(vllm_server: str, overlap: str, delta_tokens: int, probe_tokens: int, text: str | None = None,
+              api: str = "completions"):
     async def scenario():
-        engine = Recording(VLLMHTTPEngine(vllm_server, "tiny"))
+        engine = Recording(VLLMHTTPEngine(vllm_server, "tiny", api=api))
         try:
             prompt = await engine.tokenize_chat([{"role": "user", "content": text or question("calls")}])
             suffix = await engine.tokenize_text(SUFFIX)
@@ -111,13 +112,13 @@ def _scripted(vllm_server: str, overlap: str, delta_tokens: int, probe_tokens: i
     return asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("overlap", ["off", "probe"])
-def test_branch_continue_probe_prune_make_the_expected_engine_calls(vllm_server: str, overlap: str) -> None:
+@pytest.mark.parametrize(("overlap", "api"), [("off", "completions"), ("probe", "completions"), ("probe", "generate")])
+def test_branch_continue_probe_prune_make_the_expected_engine_calls(vllm_server: str, overlap: str, api: str) -> None:
     """The same calls one after the other (``off``, main's way) and with a probe sent together with the next
-    segment of its action (``probe``, the default)."""
+    segment of its action (``probe``, the default), through either of vLLM's routes."""
     delta_tokens, probe_tokens = 32, 4
     engine, prompt, suffix, backend, controller, before, outcome = _scripted(vllm_server, overlap, delta_tokens,
-                                                                              probe_tokens)
+                                                                              probe_tokens, api=api)
     idle_after = wait_idle(vllm_server, 1.0)
     b0, b1 = backend.tokens[0], backend.tokens[1]
     assert (len(b0), len(b1)) == (delta_tokens, 3 * delta_tokens)  # probe tokens are never appended
@@ -161,11 +162,11 @@ def test_branch_continue_probe_prune_make_the_expected_engine_calls(vllm_server:
     assert queries > 0 and hits / queries >= 0.8, (hits, queries)
     assert idle_after < 1.0
     b1_calls = {r: c for r, c in calls.items() if r.startswith("calls-b1")}
-    together = b1_calls["calls-b1-probe3"]["start"] - b1_calls["calls-b1-decode4"]["start"]
     if overlap == "off":  # decode4 waits for probe3
         assert b1_calls["calls-b1-decode4"]["start"] >= b1_calls["calls-b1-probe3"]["end"]
-    else:  # sent together: both started before either returned
-        assert abs(together) < 0.05 and b1_calls["calls-b1-decode4"]["start"] < b1_calls["calls-b1-probe3"]["end"]
+    else:  # sent together: each started before the other returned (how close in time depends on the load)
+        assert b1_calls["calls-b1-decode4"]["start"] < b1_calls["calls-b1-probe3"]["end"]
+        assert b1_calls["calls-b1-probe3"]["start"] < b1_calls["calls-b1-decode4"]["end"]
 
 
 def test_decoding_ahead_is_aborted_by_prune_and_answer_and_counted(vllm_server: str) -> None:
