@@ -72,3 +72,14 @@ def test_completions_never_asks_for_the_schema():
 def test_an_unknown_api_is_refused():
     with pytest.raises(ValueError, match="api must be one of"):
         VLLMHTTPEngine(URL, api="grpc")
+
+
+def test_the_gateway_passes_its_engine_api_to_the_vllm_adapter_and_refuses_others():
+    from autotts.engines.factory import make_engine
+    from autotts.server.config import ConfigError, GatewayConfig
+
+    engine = make_engine(GatewayConfig(engine="vllm", engine_url=URL, engine_api="generate"))
+    assert isinstance(engine, VLLMHTTPEngine) and engine.api == "generate"
+    asyncio.run(engine.close())
+    with pytest.raises(ConfigError, match="engine_api"):
+        GatewayConfig.load(None, overrides={"engine": "vllm", "engine_url": URL, "engine_api": "tokens"})
