@@ -237,13 +237,18 @@ def ask(client, alias: str, row: dict, i: int, max_tokens: int) -> dict:
 
 
 def live(gateway: str, alias: str, rows: list[dict], ns: argparse.Namespace, log: Path) -> dict:
-    """`rows` through the gateway as `alias`; each answered request is also appended to `log` (JSON lines)."""
+    """`rows` through the gateway as `alias`; each answered request is also appended to `log` (JSON lines),
+    and with --resume the requests already there are kept (request i is question i with seed i)."""
     from openai import OpenAI
 
     client = OpenAI(base_url=gateway + "/v1", api_key="none", timeout=900, max_retries=0)
     start, done = time.perf_counter(), []
-    with ThreadPoolExecutor(ns.parallel) as pool, open(log, "a") as fh:
-        futures = [pool.submit(ask, client, alias, row, i, ns.max_tokens) for i, row in enumerate(rows)]
+    if ns.resume and log.exists():
+        done = [json.loads(line) for line in log.read_text().splitlines() if line.strip()][:len(rows)]
+    parallel = dict(kv.split("=") for kv in ns.parallel_for).get(alias, ns.parallel)
+    with ThreadPoolExecutor(int(parallel)) as pool, open(log, "a") as fh:
+        futures = [pool.submit(ask, client, alias, row, i, ns.max_tokens) for i, row in enumerate(rows)
+                   if i >= len(done)]
         for fut in futures:
             done.append(fut.result())
             fh.write(json.dumps(done[-1]) + "\n")
@@ -280,6 +285,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--beta", type=float, default=0.5)
     p.add_argument("--eval-seeds", type=int, default=100, help="replay shuffle seeds per question")
     p.add_argument("--parallel", type=int, default=2, help="live requests in flight per controller (default 2)")
+    p.add_argument("--parallel-for", action="append", default=[], metavar="ALIAS=N",
+                   help="another number in flight for one controller (cmc's rounds wait on each other)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the requests already in the workdir's logs/live_<alias>.jsonl, send the rest")
     p.add_argument("--controllers", help="aliases to serve live, in this order (default sc<n>,cmc,discovered)")
     p.add_argument("--together", action="store_true",
                    help="send the controllers' requests at once instead of one controller after another")
@@ -356,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
                                         "temperature": ns.temperature, "top_p": 1.0, "beta": ns.beta,
                                         "eval_seeds": ns.eval_seeds, "aggregator": meta.get("aggregator"),
                                         "response": "full", "artifact": artifact.name, "max_branches": width,
-                                        "parallel": ns.parallel, "together": ns.together},
+                                        "parallel": ns.parallel, "parallel_for": ns.parallel_for,
+                                        "together": ns.together},
                            "store": {"path_name": store.name, "questions": pred[chosen[0]]["questions"],
                                      "width": width, "usage": meta.get("usage"),
                                      "probe_tokens_per_probe": pred["_probe_tokens_per_probe"],
