@@ -13,10 +13,13 @@
 4. `autotts eval` on the store predicts, per controller (sc@N, cmc β, the artifact at β), accuracy with
    a 95% interval over the store's questions and tokens per question (decode, + probes × the store's
    measured tokens per probe = decode+probe, what the live gateway charges a controller);
-5. `autotts serve --engine vllm` with the same settings and the store's aggregator serves the three as
-   aliases; --fresh questions of another seed go through the `openai` client, each answer (`tts.answer`)
-   checked by the task's exact checker; live accuracy (Wilson 95%) and tokens per question by kind;
-6. writes benchmarks/results/live_replay.json (or --out): predicted against live, the load average.
+5. `autotts serve --engine vllm` with the same settings, the store's aggregator and ``max_branches``
+   set to the store's width (its traces per question) serves the three as aliases, so a controller sees
+   the same `branches_available` live as in replay; --fresh questions of another seed go through the
+   `openai` client, each answer (`tts.answer`) checked by the task's exact checker; live accuracy
+   (Wilson 95%) and tokens per question by kind;
+6. writes benchmarks/results/live_replay.json (or --out) after each controller: predicted against live,
+   the load average. --together runs the controllers' requests at once (one vLLM batches them all).
 
 Every process it starts is stopped on exit. Nothing here is tuned to the numbers; see docs/tiny_model.md.
 """
@@ -32,6 +35,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -126,6 +130,11 @@ def autotts(args: list[str], log: Path) -> float:
     return round(wall, 1)
 
 
+#: vLLM 0.32's CPU build dies ("CPU Generator does not use offset") when a seeded request's prefill is
+#: split across steps; many requests in flight (--together) overflow the CPU default of 2048 tokens a step
+NO_PARTIAL_PREFILL = ("--no-enable-chunked-prefill", "--max-num-batched-tokens", "16384")
+
+
 def start_vllm(ns: argparse.Namespace, work: Path, children: Processes) -> str:
     model = work / "model"
     subprocess.run([sys.executable, "-m", "autotts.cli.main", "tiny-model", "--task", "chain", str(model)],
@@ -137,7 +146,7 @@ def start_vllm(ns: argparse.Namespace, work: Path, children: Processes) -> str:
                                         str(model), "--served-model-name", ns.served_model_name, "--enforce-eager",
                                         "--kv-cache-memory-bytes", str(256 * 2**20), "--block-size", "32",
                                         "--enable-prefix-caching", "--enable-prompt-tokens-details",
-                                        "--host", "127.0.0.1", "--port", str(port)], env=env)
+                                        *NO_PARTIAL_PREFILL, "--host", "127.0.0.1", "--port", str(port)], env=env)
     url = f"http://127.0.0.1:{port}"
     children.wait_healthy("vllm", proc, url, timeout_s=900)
     return url
@@ -155,6 +164,27 @@ def store_meta(store: Path) -> dict:
     import pyarrow.parquet as pq
 
     return json.loads(pq.read_schema(store).metadata[b"autotts"])
+
+
+def store_width(store: Path) -> int:
+    """Traces of the store's narrowest question: the most branches replay can offer on every question."""
+    import pyarrow.parquet as pq
+
+    counts: dict[int, int] = {}
+    for q in pq.read_table(store, columns=["question_id"]).column("question_id").to_pylist():
+        counts[q] = counts.get(q, 0) + 1
+    return min(counts.values())
+
+
+def forced_in_store(store: Path, meta: dict) -> dict:
+    """Probes the collection spent forcing the final answer of a trace cut at its cap: all probe calls
+    minus the recorded per-segment ones. Replay charges them nothing (the last segment reveals the answer);
+    live, the branch's forced probe is charged (`tts.forced_probes`)."""
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(store, columns=["probe_answers"]).column("probe_answers").to_pylist()
+    forced = meta["usage"]["probe_calls"] - sum(len(r) for r in rows)
+    return {"traces": len(rows), "forced_probes": forced, "forced_probes_per_trace": round(forced / len(rows), 4)}
 
 
 def discover(store: Path, work: Path, logs: Path, timings: dict) -> Path:
@@ -200,30 +230,38 @@ def ask(client, alias: str, row: dict, i: int, max_tokens: int) -> dict:
                                        max_tokens=max_tokens, seed=i)
     tts = r.model_extra.get("tts") or {}
     keys = ("decode_tokens", "probe_tokens", "final_tokens", "overshoot_tokens", "tokens_spent", "branches",
-            "probes", "final_calls")
+            "probes", "forced_probes", "final_calls")
     return {"i": i, "answer": tts.get("answer"), "correct": check(row["question"], tts.get("answer")),
             "completion_tokens": r.usage.completion_tokens, **{k: tts.get(k) or 0 for k in keys},
             "wall_s": round(time.perf_counter() - start, 2)}
 
 
-def live(gateway: str, alias: str, rows: list[dict], ns: argparse.Namespace) -> dict:
+def live(gateway: str, alias: str, rows: list[dict], ns: argparse.Namespace, log: Path) -> dict:
+    """`rows` through the gateway as `alias`; each answered request is also appended to `log` (JSON lines),
+    and with --resume the requests already there are kept (request i is question i with seed i)."""
     from openai import OpenAI
 
     client = OpenAI(base_url=gateway + "/v1", api_key="none", timeout=900, max_retries=0)
     start, done = time.perf_counter(), []
-    with ThreadPoolExecutor(ns.parallel) as pool:
-        futures = [pool.submit(ask, client, alias, row, i, ns.max_tokens) for i, row in enumerate(rows)]
+    if ns.resume and log.exists():
+        done = [json.loads(line) for line in log.read_text().splitlines() if line.strip()][:len(rows)]
+    parallel = dict(kv.split("=") for kv in ns.parallel_for).get(alias, ns.parallel)
+    with ThreadPoolExecutor(int(parallel)) as pool, open(log, "a") as fh:
+        futures = [pool.submit(ask, client, alias, row, i, ns.max_tokens) for i, row in enumerate(rows)
+                   if i >= len(done)]
         for fut in futures:
             done.append(fut.result())
-            k = sum(d["correct"] for d in done)
-            print(f"\r[live {alias}] {len(done)}/{len(rows)} acc {k / len(done):.3f} "
-                  f"tokens {sum(d['tokens_spent'] for d in done) / len(done):.0f} "
-                  f"{time.perf_counter() - start:.0f}s load {os.getloadavg()[0]:.1f}  ", end="", flush=True)
-    print(flush=True)
+            fh.write(json.dumps(done[-1]) + "\n")
+            fh.flush()
+            if len(done) % 10 == 0 or len(done) == len(rows):
+                k = sum(d["correct"] for d in done)
+                print(f"[live {alias}] {len(done)}/{len(rows)} acc {k / len(done):.3f} "
+                      f"tokens {sum(d['tokens_spent'] for d in done) / len(done):.0f} "
+                      f"{time.perf_counter() - start:.0f}s load {os.getloadavg()[0]:.1f}", flush=True)
     k, n = sum(d["correct"] for d in done), len(done)
     stat = {key: mean_ci([float(d[key]) for d in done]) for key in
             ("tokens_spent", "decode_tokens", "probe_tokens", "final_tokens", "overshoot_tokens",
-             "completion_tokens", "probes", "branches")}
+             "completion_tokens", "probes", "forced_probes", "branches")}
     return {"accuracy": {"correct": k, "n": n, "mean": round(k / n, 4), "wilson95": wilson(k, n)}, **stat,
             "wall_s": round(time.perf_counter() - start, 1), "requests": done}
 
@@ -246,7 +284,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--beta", type=float, default=0.5)
     p.add_argument("--eval-seeds", type=int, default=100, help="replay shuffle seeds per question")
-    p.add_argument("--parallel", type=int, default=2, help="live requests in flight (default 2)")
+    p.add_argument("--parallel", type=int, default=2, help="live requests in flight per controller (default 2)")
+    p.add_argument("--parallel-for", action="append", default=[], metavar="ALIAS=N",
+                   help="another number in flight for one controller (cmc's rounds wait on each other)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the requests already in the workdir's logs/live_<alias>.jsonl, send the rest")
+    p.add_argument("--controllers", help="aliases to serve live, in this order (default sc<n>,cmc,discovered)")
+    p.add_argument("--together", action="store_true",
+                   help="send the controllers' requests at once instead of one controller after another")
     p.add_argument("--out", default=str(HERE / "results" / "live_replay.json"))
     return p.parse_args(argv)
 
@@ -277,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
                           ("probe_max_tokens", ns.probe_max_tokens), ("n", ns.n)):
             if meta.get(key) != want:
                 raise RuntimeError(f"store {store} has {key}={meta.get(key)}, this run uses {want}")
+        width = store_width(store)  # live offers what replay offers: branches_available starts at this
         artifact = Path(ns.artifact).resolve() if ns.artifact else discover(store, work, logs, timings)
         specs = {f"sc{ns.n}": f"sc:n={ns.n}", "cmc": f"cmc:beta={ns.beta}", "discovered": f"{artifact}:beta={ns.beta}"}
         pred = replay(store, specs, ns, logs, timings)
@@ -286,37 +332,57 @@ def main(argv: list[str] | None = None) -> int:
                   "allow_code": True, "controller": specs["cmc"], "segment_tokens": ns.segment_tokens,
                   "probe_max_tokens": ns.probe_max_tokens, "temperature": ns.temperature, "top_p": 1.0,
                   "default_max_tokens": ns.max_tokens, "aggregator": meta.get("aggregator"),
-                  "host": "127.0.0.1", "port": port}
+                  "max_branches": width, "host": "127.0.0.1", "port": port}
         (work / "gateway.json").write_text(json.dumps(config, indent=1))
         proc = children.start("gateway", [sys.executable, "-m", "autotts.cli.main", "serve", "--config",
                                                str(work / "gateway.json"), "--log-level", "warning"])
         gateway = f"http://127.0.0.1:{port}"
         children.wait_healthy("gateway", proc, gateway, timeout_s=300)
         fresh = write_questions(work / "fresh.jsonl", ns.fresh, ns.fresh_seed)
-        results, load_live = {}, {}
-        for alias in specs:
+        results, load_live, lock = {}, {}, threading.Lock()
+        chosen = [a.strip() for a in (ns.controllers or ",".join(specs)).split(",") if a.strip()]
+        unknown = [a for a in chosen if a not in specs]
+        if unknown:
+            raise RuntimeError(f"--controllers: unknown {', '.join(unknown)}; known: {', '.join(specs)}")
+
+        def run_one(alias: str) -> None:
             load_live[alias] = [round(x, 2) for x in os.getloadavg()]
-            got = live(gateway, alias, fresh, ns)
-            timings[f"live_{alias}"] = got["wall_s"]
-            results[alias] = {"spec": specs[alias], "predicted": pred[alias], "live": got,
-                              "comparison": compare(pred[alias], got)}
-            print(json.dumps(results[alias]["comparison"]), flush=True)
-            summary = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                       "machine": {"cpus": os.cpu_count(), "load_avg_start": [round(x, 2) for x in load_start],
-                                   "load_avg_at_live_start": load_live,
-                                   "load_avg_end": [round(x, 2) for x in os.getloadavg()]},
-                       "settings": {"task": "chain", "split": "hard", "collect_questions": meta.get("questions_file"),
-                                    "collect_seed": ns.collect_seed, "fresh_questions": ns.fresh,
-                                    "fresh_seed": ns.fresh_seed, "n": ns.n, "segment_tokens": ns.segment_tokens,
-                                    "max_tokens": ns.max_tokens, "probe_max_tokens": ns.probe_max_tokens,
-                                    "temperature": ns.temperature, "top_p": 1.0, "beta": ns.beta,
-                                    "eval_seeds": ns.eval_seeds, "aggregator": meta.get("aggregator"),
-                                    "response": "full", "artifact": artifact.name},
-                       "store": {"path_name": store.name, "usage": meta.get("usage"),
-                                 "probe_tokens_per_probe": pred["_probe_tokens_per_probe"]},
-                       "timings_s": timings, "controllers": results, "complete": len(results) == len(specs)}
-            Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(ns.out).write_text(json.dumps(summary, indent=1) + "\n")
+            got = live(gateway, alias, fresh, ns, logs / f"live_{alias}.jsonl")
+            with lock:
+                timings[f"live_{alias}"] = got["wall_s"]
+                results[alias] = {"spec": specs[alias], "predicted": pred[alias], "live": got,
+                                  "comparison": compare(pred[alias], got)}
+                print(json.dumps(results[alias]["comparison"]), flush=True)
+                summary = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                           "machine": {"cpus": os.cpu_count(), "load_avg_start": [round(x, 2) for x in load_start],
+                                       "load_avg_at_live_start": load_live,
+                                       "load_avg_end": [round(x, 2) for x in os.getloadavg()]},
+                           "settings": {"task": "chain", "split": "hard",
+                                        "collect_questions": meta.get("questions_file"),
+                                        "collect_seed": ns.collect_seed, "fresh_questions": ns.fresh,
+                                        "fresh_seed": ns.fresh_seed, "n": ns.n, "segment_tokens": ns.segment_tokens,
+                                        "max_tokens": ns.max_tokens, "probe_max_tokens": ns.probe_max_tokens,
+                                        "temperature": ns.temperature, "top_p": 1.0, "beta": ns.beta,
+                                        "eval_seeds": ns.eval_seeds, "aggregator": meta.get("aggregator"),
+                                        "response": "full", "artifact": artifact.name, "max_branches": width,
+                                        "parallel": ns.parallel, "parallel_for": ns.parallel_for,
+                                        "together": ns.together},
+                           "store": {"path_name": store.name, "questions": pred[chosen[0]]["questions"],
+                                     "width": width, "usage": meta.get("usage"),
+                                     "probe_tokens_per_probe": pred["_probe_tokens_per_probe"],
+                                     **forced_in_store(store, meta)},
+                           "timings_s": timings, "controllers": results,
+                           "complete": len(results) == len(chosen)}
+                Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
+                Path(ns.out).write_text(json.dumps(summary, indent=1) + "\n")
+
+        if ns.together:
+            with ThreadPoolExecutor(len(chosen)) as pool:
+                for fut in [pool.submit(run_one, alias) for alias in chosen]:
+                    fut.result()
+        else:
+            for alias in chosen:
+                run_one(alias)
         print(f"wrote {ns.out} (workdir {work})", flush=True)
         return 0
     except RuntimeError as exc:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from autotts.server.config import GatewayConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--segment-tokens", type=int, metavar="N", help="live engines: tokens per segment Δ")
     p.add_argument("--branch-mode", choices=("segments", "stream"),
                    help="live engines: one engine call per segment (default) or one streamed call per branch")
+    p.add_argument("--max-branches", type=int, metavar="N",
+                   help="most branches one episode may open (default 128; a request's tts.max_branches may "
+                        "lower it): the controller's branches_available starts here. Serving what a replay "
+                        "store predicted, set it to the store's traces per question so both offer the same width")
     p.add_argument("--controllers-dir", metavar="DIR",
                    help="artifacts (NAME/ or NAME.json, each served as alias NAME) and an optional "
                         "controllers.yaml (controller, aliases, arms); reloaded by POST /admin/reload")
@@ -74,9 +82,20 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
         from autotts.server.app import build_app
-        from autotts.server.config import GatewayConfig
     except ImportError as exc:
         raise AutoTTSError(f"serve needs the serve extra (pip install 'autotts[serve]'): {exc}") from None
+    config = gateway_config(args)
+    app = build_app(config)
+    print(f"autotts gateway: engine {config.engine}, default controller {app.state.gateway.selector.default}, "
+          f"http://{config.host}:{config.port}/v1", flush=True)
+    uvicorn.run(app, host=config.host, port=config.port, log_level=args.log_level)
+    return 0
+
+
+def gateway_config(args: argparse.Namespace) -> GatewayConfig:
+    """The gateway's settings: defaults < --config file < env vars < these flags (checked by GatewayConfig)."""
+    from autotts.server.config import GatewayConfig
+
     urls = args.engine_urls or []
     overrides = {"engine": args.engine, "engine_url": urls[0] if len(urls) == 1 else None,
                  "engine_urls": urls if len(urls) > 1 else None, "model": args.model,
@@ -86,10 +105,6 @@ def run(args: argparse.Namespace) -> int:
                  "allow_code": args.allow_code, "allow_unsandboxed": args.allow_unsandboxed,
                  "reload_interval_s": args.reload_interval_s,
                  "admin_token": args.admin_token, "api_key": args.api_key, "capture_dir": args.capture_dir,
-                 "capture_rate": args.capture_rate, "capture_redact": args.capture_redact}
-    config = GatewayConfig.load(args.config, overrides=overrides)
-    app = build_app(config)
-    print(f"autotts gateway: engine {config.engine}, default controller {app.state.gateway.selector.default}, "
-          f"http://{config.host}:{config.port}/v1", flush=True)
-    uvicorn.run(app, host=config.host, port=config.port, log_level=args.log_level)
-    return 0
+                 "capture_rate": args.capture_rate, "capture_redact": args.capture_redact,
+                 "max_branches": args.max_branches}
+    return GatewayConfig.load(args.config, overrides=overrides)

@@ -64,6 +64,9 @@ class Ledger:
     overshoot_tokens: int = 0  # decoded ahead and then not used (a prune, the episode's end); in decode_tokens
     final_calls: int = 0  # engine calls after the controller answered: finishing the winner, a judge
     final_tokens: int = 0
+    #: of probe_calls, the ones forcing the final answer of a branch that ended without one (cut at its
+    #: token cap): no controller Probe asked for them, so `tts.probes` does not count them
+    forced_probes: int = 0
 
     @property
     def completion_tokens(self) -> int:
@@ -239,6 +242,7 @@ class TokenBranchBackend:
         answer = self.extractor.final(await self.engine.detokenize(self.tokens[branch]))
         if answer is not None:
             return answer, 0
+        self.ledger.forced_probes += 1
         return await self._probe(branch)
 
     async def decode(self, branch: int, segments: int | None, probe: bool) -> list[Unit]:

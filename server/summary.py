@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 
 __all__ = ["episode_tts", "summary"]
 
-_SUMMED = ("branches", "pruned", "probes", "rounds", "engine_calls", "decode_tokens", "probe_tokens", "final_calls",
-           "final_tokens",
+_SUMMED = ("branches", "pruned", "probes", "forced_probes", "rounds", "engine_calls", "decode_tokens", "probe_tokens",
+           "final_calls", "final_tokens",
            "cached_tokens", "prompt_tokens", "tokens_spent")
 
 
@@ -40,7 +40,8 @@ def episode_tts(job: Job, index: int, o: EpisodeOutcome, engine: str) -> dict[st
     return {"controller": sel.name, "spec": job.controller.spec if sel.controller else "none",
             "version": sel.version, "beta": job.controller.beta, "arm": sel.arm, "source": sel.source,
             "engine": engine, "seed": job.seeds[index], **job.source,
-            "branches": len(o.obs.branches), "pruned": o.prunes, "probes": o.probes, "rounds": o.rounds,
+            "branches": len(o.obs.branches), "pruned": o.prunes, "probes": o.probes,
+            "forced_probes": ledger.forced_probes, "rounds": o.rounds,
             "engine_calls": ledger.calls, "decode_tokens": ledger.decode_tokens,
             "probe_tokens": ledger.probe_tokens, "final_calls": ledger.final_calls,
             "final_tokens": ledger.final_tokens, "cached_tokens": ledger.cached_tokens,

@@ -287,3 +287,26 @@ def test_question_importer_docstring_examples():
 
     failures, attempted = doctest.testmod(module)
     assert attempted > 0 and failures == 0
+
+
+@pytest.mark.parametrize("spec", ["sc:n=8", "cmc:beta=0.5"])
+def test_forced_final_probes_are_counted_apart_from_the_controllers_probes(spec):
+    # the fake's text never holds \boxed{}, so every branch that ends is read by one forced probe: engine
+    # probe calls, charged live, yet no Probe action of the controller (tts.probes); the ledger tells them apart
+    engine, cfg = VaryingEOS(), settings()
+    suffix = asyncio.run(engine.tokenize_text(cfg.answers.probe_suffix))
+
+    async def live():
+        prompt = await engine.tokenize_chat([{"role": "user", "content": QUESTIONS[0].question}])
+        backend = TokenBranchBackend(engine, prompt, segment_tokens=5, probe_suffix_ids=suffix, probe_max_tokens=3,
+                                     max_branch_tokens=23, sampling=Sampling(0.6, 0.95), seed=1, request_id="f",
+                                     max_branches=len(LENGTHS))
+        return await live_episode(load(spec), backend, question_id=0, question=QUESTIONS[0].question)
+
+    outcome = asyncio.run(live())
+    ledger = outcome.ledger
+    ended = sum(b.finished for b in outcome.obs.branches)
+    assert ledger.forced_probes == ended > 0
+    assert ledger.probe_calls == outcome.probes + ledger.forced_probes
+    if spec.startswith("sc"):
+        assert outcome.probes == 0 and ledger.probe_tokens > 0 and ended == len(LENGTHS)
