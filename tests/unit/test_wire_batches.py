@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from autotts.controllers.actions import Answer, Branch, Continue, Probe, Prune
 from autotts.controllers.errors import IllegalActionError
-from autotts.sandbox import remote
+from autotts.sandbox import batches as remote
 from autotts.sandbox.controller_worker import _encode
 
 
