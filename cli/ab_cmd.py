@@ -13,8 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "report", help="per-arm requests, accuracy (Wilson 95%% CI), tokens/request, latency, significance",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Read the gateway's /metrics page (one replica) or a Prometheus server (all replicas) and "
-                    "print one row per arm; the two arms with the most feedback labels are compared with a "
-                    "two-proportion z-test.",
+                    "print one row per arm; the two arms with the most feedback labels are compared: accuracy "
+                    "by a two-proportion z-test, completion tokens per request by Welch's t-test.",
         epilog="examples:\n  autotts ab report --metrics-url http://127.0.0.1:8000/metrics\n"
                "  autotts ab report --metrics-url http://prometheus:9090 --arms control,cmc")
     r.add_argument("--metrics-url", required=True, metavar="URL",
@@ -26,10 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from autotts.server.ab_report import compare, fetch_samples, format_report, report_dict, summarize
+    from autotts.server.ab_report import compare, compare_tokens, fetch_samples, format_report, report_dict, summarize
 
     arms = [a.strip() for a in args.arms.split(",") if a.strip()] if args.arms else None
     stats = summarize(fetch_samples(args.metrics_url, timeout=args.timeout), arms)
-    comparison = compare(stats)
-    print(json.dumps(report_dict(stats, comparison), indent=2) if args.json else format_report(stats, comparison))
+    comparison, tokens = compare(stats), compare_tokens(stats)
+    print(json.dumps(report_dict(stats, comparison, tokens), indent=2) if args.json
+          else format_report(stats, comparison, tokens))
     return 0

@@ -37,7 +37,8 @@ def record_job(gateway: Gateway, job: Job, status: str, outcomes: list[EpisodeOu
         decode_calls=sum(x.decode_calls for x in ledgers), probe_calls=sum(x.probe_calls for x in ledgers),
         branches=sum(len(o.obs.branches) for o in outcomes), prunes=sum(o.prunes for o in outcomes),
         probes=sum(o.probes for o in outcomes), rounds=sum(o.rounds for o in outcomes))
-    gateway.metrics.request(labels, status, time.perf_counter() - job.started)
+    gateway.metrics.request(labels, status, time.perf_counter() - job.started,
+                            sum(x.decode_tokens + x.probe_tokens for x in ledgers))
     if status == "200" and outcomes:
         gateway.feedback.add(job.rid, CompletionRecord(labels, job.controller.spec if job.selection.controller
                                                        else "none", outcomes[0].answer))
@@ -56,7 +57,8 @@ def record_passthrough(metrics: GatewayMetrics, labels: dict[str, str], started:
     if usage is not None:
         for token_kind, key in (("prompt", "prompt_tokens"), ("decode", "completion_tokens")):
             metrics.tokens.labels(**labels, kind=token_kind).inc(int(usage.get(key) or 0))
-    metrics.request(labels, 200, time.perf_counter() - started)
+    tokens = None if usage is None else int(usage.get("completion_tokens") or 0)
+    metrics.request(labels, 200, time.perf_counter() - started, tokens)
 
 
 def label(gateway: Gateway, body: FeedbackRequest) -> dict[str, Any]:

@@ -24,6 +24,7 @@ __all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics"]
 
 LABELS = ("controller", "controller_version", "arm", "model")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+_TOKEN_BUCKETS = tuple(2 ** k for k in range(5, 21))  # 32 … 1M completion tokens a request
 
 
 class GatewayMetrics:
@@ -41,6 +42,12 @@ class GatewayMetrics:
         self.engine_calls = Counter("autotts_engine_calls", "Engine generate calls", (*LABELS, "kind"), registry=r)
         self.latency = Histogram("autotts_request_latency_seconds", "Wall time of a request", LABELS,
                                  buckets=_LATENCY_BUCKETS, registry=r)
+        self.request_tokens = Histogram("autotts_request_completion_tokens", "Completion tokens (decode + probe) "
+                                        "of a request", LABELS, buckets=_TOKEN_BUCKETS, registry=r)
+        # with the histogram's _sum and _count this gives each arm's exact variance of tokens per request,
+        # which `autotts ab report` needs to say whether a token difference is significant (summed over replicas)
+        self.request_tokens_squares = Counter("autotts_request_completion_tokens_squares", "Sum over requests of "
+                                              "the squared completion tokens of each", LABELS, registry=r)
         self.engine_errors = Counter("autotts_engine_errors", "Engine failures by kind (down, timeout, garbage, "
                                      "rejected, error)", ("engine", "kind"), registry=r)
         self.feedback = Counter("autotts_feedback", "Correctness labels from POST /v1/feedback",
@@ -70,9 +77,14 @@ class GatewayMetrics:
         self.probes.labels(**labels).inc(probes)
         self.rounds.labels(**labels).inc(rounds)
 
-    def request(self, labels: dict[str, str], status: int, seconds: float) -> None:
+    def request(self, labels: dict[str, str], status: int, seconds: float, completion_tokens: int | None) -> None:
+        """Count a finished request; its completion tokens when known (a passthrough without usage: not)."""
         self.requests.labels(**labels, status=str(status)).inc()
         self.latency.labels(**labels).observe(seconds)
+        if completion_tokens is None:
+            return
+        self.request_tokens.labels(**labels).observe(completion_tokens)
+        self.request_tokens_squares.labels(**labels).inc(completion_tokens * completion_tokens)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -12,6 +12,7 @@ both arms with their accuracy.
 from __future__ import annotations
 
 import math
+import statistics
 
 import pytest
 
@@ -24,7 +25,7 @@ from autotts.offline.env import ReplayEnv
 from autotts.offline.episode import run_episode
 from autotts.offline.evaluate import bundled_data_dir
 from autotts.offline.store import load_store
-from autotts.server.ab_report import fetch_samples, summarize
+from autotts.server.ab_report import compare_tokens, fetch_samples, summarize
 from autotts.server.app import build_app
 from autotts.server.background import BackgroundServer
 from autotts.server.config import GatewayConfig
@@ -69,6 +70,7 @@ def test_two_arms_split_stickiness_feedback_and_report(capsys: pytest.CaptureFix
         # per-arm accuracy from the gateway's counters == offline replay of exactly those episodes
         stats = {s.arm: s for s in summarize(fetch_samples(url + "/metrics"))}
         assert set(stats) == {"sc8", "cmc"}
+        offline_tokens = {}
         for arm, spec in SPECS.items():
             episodes = [(q, seed) for _, q, seed, a in served if a == arm]
             controller = load(spec)
@@ -77,6 +79,18 @@ def test_two_arms_split_stickiness_feedback_and_report(capsys: pytest.CaptureFix
             assert stats[arm].requests == stats[arm].ok == stats[arm].labelled == len(episodes)
             assert stats[arm].correct == sum(bool(r.correct) for r in offline), arm
             assert stats[arm].tokens == sum(r.tokens for r in offline), arm  # tokens per request, too
+            offline_tokens[arm] = [r.tokens for r in offline]
+            assert stats[arm].token_requests == len(offline)
+            assert stats[arm].token_variance == pytest.approx(statistics.variance(offline_tokens[arm]), rel=1e-9)
+        # the token comparison is Welch's t-test on exactly those per-request costs
+        tokens = compare_tokens(list(stats.values()))
+        a, b = offline_tokens[tokens.a], offline_tokens[tokens.b]
+        qa, qb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+        assert tokens.difference == pytest.approx(statistics.mean(a) - statistics.mean(b))
+        assert tokens.t == pytest.approx(tokens.difference / math.sqrt(qa + qb))
+        assert tokens.df == pytest.approx((qa + qb) ** 2 / (qa**2 / (len(a) - 1) + qb**2 / (len(b) - 1)))
+        # cmc at β=0.2 spends a fraction of sc@8's tokens on these questions: the test must call it significant
+        assert tokens.significant and tokens.ci95[0] < tokens.difference < tokens.ci95[1]
         # not vacuous: some labels are wrong
         assert sum(s.correct for s in stats.values()) < USERS + RETURNING
 
@@ -86,5 +100,6 @@ def test_two_arms_split_stickiness_feedback_and_report(capsys: pytest.CaptureFix
             row = next(line for line in out.splitlines() if line.startswith(arm + " "))
             assert f"{stats[arm].accuracy:.3f}" in row and f"{stats[arm].requests:.0f}" in row
         assert "significant at 5%:" in out
+        assert "(Welch's t-test); significant at 5%: yes" in out
         print(f"\nsplit sc8 {share:.3f}; accuracy " +
               ", ".join(f"{a} {s.accuracy:.3f} ({s.labelled:.0f})" for a, s in stats.items()) + "\n" + out)

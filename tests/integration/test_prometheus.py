@@ -43,6 +43,7 @@ def test_prometheus_scrapes_the_tokens_of_the_requests_sent(tmp_path) -> None:
     binary = _prometheus()
     questions = load_store(STORE).questions
     sent: dict[str, int] = {}
+    per_request: list[int] = []
     app = build_app(GatewayConfig.load(overrides={"stores": [str(STORE)]}))
     with BackgroundServer(app) as gateway:
         for i, spec in enumerate(["cmc", "esc", "cmc", "sc"]):
@@ -50,6 +51,7 @@ def test_prometheus_scrapes_the_tokens_of_the_requests_sent(tmp_path) -> None:
             response = httpx.post(gateway + "/v1/chat/completions", json=body, timeout=60)
             assert response.status_code == 200
             sent[spec] = sent.get(spec, 0) + response.json()["usage"]["completion_tokens"]
+            per_request.append(response.json()["usage"]["completion_tokens"])
         assert httpx.post(gateway + "/v1/chat/completions", json={"messages": [{"role": "user", "content": "?"}]},
                           timeout=60).status_code == 400
         port = free_port()
@@ -79,6 +81,11 @@ def test_prometheus_scrapes_the_tokens_of_the_requests_sent(tmp_path) -> None:
             ok = _query(url, 'sum(autotts_requests_total{status="200"})')
             bad = _query(url, 'sum(autotts_requests_total{status="400"})')
             assert (float(ok[0]["value"][1]), float(bad[0]["value"][1])) == (4.0, 1.0)
+            # what `autotts ab report` reads through Prometheus for its token test: count, sum, sum of squares
+            for series, want in (("autotts_request_completion_tokens_count", len(per_request)),
+                                 ("autotts_request_completion_tokens_sum", sum(per_request)),
+                                 ("autotts_request_completion_tokens_squares_total", sum(t * t for t in per_request))):
+                assert float(_query(url, f"sum({series})")[0]["value"][1]) == want, series
         finally:
             proc.terminate()
             proc.wait(timeout=30)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import statistics
 
 import pytest
 
@@ -18,7 +20,8 @@ from autotts.offline.env import ReplayEnv
 from autotts.offline.episode import run_episode
 from autotts.offline.evaluate import bundled_data_dir
 from autotts.offline.store import load_store
-from autotts.server.ab_report import compare, format_report, summarize, wilson
+from autotts.server.ab_report import compare, compare_tokens, format_report, report_dict, summarize, wilson
+from autotts.server.ab_stats import t_quantile_975, t_two_sided_p
 from autotts.server.app import build_app
 from autotts.server.arms import Arm, ArmAssigner, parse_arms, unit_hash
 from autotts.server.config import ConfigError, GatewayConfig
@@ -227,3 +230,49 @@ def test_report_statistics() -> None:
                                    == "true" else 10) for n, lab, _ in samples if "correct" in lab]))
     assert even is not None and not even.significant and even.p_value == 1.0
     assert "significant at 5%: yes" in format_report(stats, comparison)
+
+
+def test_token_comparison_is_welchs_t_test() -> None:
+    # textbook quantiles of Student's t, and the normal limit
+    assert [round(t_quantile_975(df), 3) for df in (1, 5, 10, 30)] == [12.706, 2.571, 2.228, 2.042]
+    assert t_quantile_975(1e7) == pytest.approx(1.95996, abs=1e-4)
+    assert t_two_sided_p(0.0, 7) == 1.0 and t_two_sided_p(2.228139, 10) == pytest.approx(0.05, abs=1e-5)
+    costs = {"x": [100, 120, 90, 110, 130], "y": [300, 260, 310, 280]}
+
+    def samples(costs: dict[str, list[int]]) -> list:
+        out = []
+        for arm, values in costs.items():
+            out += [("autotts_requests_total", {"arm": arm, "status": "200"}, len(values)),
+                    ("autotts_request_completion_tokens_count", {"arm": arm}, len(values)),
+                    ("autotts_request_completion_tokens_sum", {"arm": arm}, sum(values)),
+                    ("autotts_request_completion_tokens_squares_total", {"arm": arm}, sum(v * v for v in values))]
+        return out
+
+    stats = summarize(samples(costs))
+    assert [s.tokens_per_request for s in stats] == [110, 287.5]
+    assert stats[1].token_variance == pytest.approx(statistics.variance(costs["y"]))
+    tokens = compare_tokens(stats)
+    assert (tokens.a, tokens.b) == ("x", "y")  # no labels: the arm with more requests first
+    assert tokens.difference == pytest.approx(-177.5) and tokens.relative == pytest.approx(-177.5 / 287.5)
+    assert tokens.significant
+    qa, qb = statistics.variance(costs["x"]) / 5, statistics.variance(costs["y"]) / 4
+    assert tokens.t == pytest.approx(-177.5 / math.sqrt(qa + qb))
+    half = tokens.ci95[1] - tokens.difference
+    assert half == pytest.approx(t_quantile_975(tokens.df) * math.sqrt(qa + qb))
+    assert "tokens/request difference -178 (-61.7%)" in format_report(stats, compare(stats), tokens)
+    # arms that differ by noise only are not significant; one request an arm has no variance: no test
+    close = compare_tokens(summarize(samples({"x": [100, 140, 90, 150], "y": [110, 130, 100, 145]})))
+    assert close is not None and not close.significant and close.p_value > 0.5
+    assert compare_tokens(summarize(samples({"x": [100], "y": [200, 210]}))) is None
+
+
+def test_token_comparison_of_arms_without_spread_is_valid_json() -> None:
+    samples = [(name, {"arm": arm}, value) for arm, costs in (("x", [100, 100]), ("y", [200, 200]))
+               for name, value in (("autotts_request_completion_tokens_count", len(costs)),
+                                   ("autotts_request_completion_tokens_sum", sum(costs)),
+                                   ("autotts_request_completion_tokens_squares_total", sum(c * c for c in costs)))]
+    stats = summarize(samples + [("autotts_requests_total", {"arm": a, "status": "200"}, 2) for a in "xy"])
+    tokens = compare_tokens(stats)
+    assert tokens.significant and tokens.difference == -100
+    report = report_dict(stats, compare(stats), tokens)
+    assert json.loads(json.dumps(report, allow_nan=False))["tokens_comparison"]["t"] is None
