@@ -46,16 +46,65 @@ def wilson(k: int, n: int) -> list[float]:
     return [round(mid - half, 4), round(mid + half, 4)]
 
 
+def never_falls(cells: list[tuple[float, int]]) -> bool:
+    """Each depth's accuracy at least the one before (the strict reading of "rising with depth")."""
+    return len(cells) >= 2 and all(b[0] >= a[0] for a, b in itertools.pairwise(cells))
+
+
 def rises_within_noise(cells: list[tuple[float, int]]) -> bool:
     """The last depth's accuracy is significantly above the first's, and no depth falls significantly
-    (more than 2 standard errors of the difference) below an earlier one. The strict pairwise test above
-    also fails on a flat stretch whose values differ by sampling noise alone; this one does not."""
+    (more than 2 standard errors of the difference) below an earlier one. `never_falls` also fails on a
+    flat stretch whose values differ by sampling noise alone; this one does not."""
     def drop(a: tuple[float, int], b: tuple[float, int]) -> float:  # (a - b) in standard errors
         se = math.sqrt(a[0] * (1 - a[0]) / a[1] + b[0] * (1 - b[0]) / b[1]) or 1e-9
         return (a[0] - b[0]) / se
 
     return (len(cells) >= 2 and drop(cells[-1], cells[0]) > 2
             and all(drop(a, b) <= 2 for i, a in enumerate(cells) for b in cells[i + 1:]))
+
+
+def latest_answer_curve(finals: list[tuple[str, str | None, int]], probe_right: dict[tuple[int, int], bool],
+                        check) -> dict[str, dict]:
+    """Accuracy of the answer a controller holds for each trace after k segments, over all traces: the
+    probe's while the trace runs, its final answer once it has ended (as replay and the gateway give it).
+    The population is the same at every depth, unlike `probe_accuracy_by_depth`'s, which at depth k
+    holds only the traces still running, ever fewer and harder ones."""
+    depths = max(segments for _, _, segments in finals)
+    final_right = [check(question, answer) for question, answer, _ in finals]
+    curve = {}
+    for k in range(1, depths):
+        right = sum(probe_right[t, k] if k < segments else final_right[t]
+                    for t, (_, _, segments) in enumerate(finals))
+        curve[str(k)] = {"accuracy": round(right / len(finals), 4), "traces": len(finals),
+                         "running": sum(k < segments for _, _, segments in finals)}
+    return curve
+
+
+def qwen3_reference(depths: tuple[int, ...] = (5, 10, 20, 30, 40, 50, 60)) -> dict[str, dict]:
+    """The same two curves on the recorded Qwen3 stores (AIME24+25, 500-token segments): the shape a real
+    reasoning model's probes have, to read the tiny model's against."""
+    from autotts.controllers.normalize import is_correct
+    from autotts.offline.evaluate import bundled_data_dir
+    from autotts.offline.store import load_store
+
+    out = {}
+    for model in ("Qwen3-0.6B", "Qwen3-8B"):
+        running, latest = {k: [0, 0] for k in depths}, {k: [0, 0] for k in depths}
+        for name in ("aime24", "aime25"):
+            store = load_store(bundled_data_dir() / model / f"{name}.parquet")
+            for i in range(store.n_questions):
+                q = store.question(i)
+                for trace_probes, final in zip(q.probes, q.finals, strict=True):
+                    for k in depths:
+                        answer = trace_probes[k] if k < len(trace_probes) else final
+                        if k < len(trace_probes):
+                            running[k][0] += is_correct(answer, q.gold)
+                            running[k][1] += 1
+                        latest[k][0] += is_correct(answer, q.gold)
+                        latest[k][1] += 1
+        out[model] = {"running_traces_only": {str(k): round(c[0] / c[1], 4) for k, c in running.items() if c[1]},
+                      "latest_answer_all_traces": {str(k): round(c[0] / c[1], 4) for k, c in latest.items()}}
+    return out
 
 
 def sample(model: Path, rows: list[dict], n: int, delta: int, max_tokens: int) -> dict:
@@ -78,7 +127,7 @@ def sample(model: Path, rows: list[dict], n: int, delta: int, max_tokens: int) -
     extractor, probe_max = collect.answers, collect.probe_max_tokens
     suffix = tok.encode(extractor.probe_suffix, add_special_tokens=False)
     single, vote, first, tokens = [0, 0], [0, 0], [0, 0], []
-    probes, where = [], []
+    probes, where, finals = [], [], []  # finals: (question, final answer, segments) per trace
     for row, prompt, out in zip(rows, prompts, outs, strict=True):
         answers = [extractor.final(tok.decode(c.token_ids)) for c in out.outputs]
         for c in out.outputs:
@@ -90,24 +139,27 @@ def sample(model: Path, rows: list[dict], n: int, delta: int, max_tokens: int) -
         counts = Counter(a for a in answers if a)
         vote[0] += bool(counts) and check(row["question"], counts.most_common(1)[0][0])
         vote[1] += 1
-        for c in out.outputs:
+        for c, answer in zip(out.outputs, answers, strict=True):
             ids = list(c.token_ids)
             tokens.append(len(ids))
+            finals.append((row["question"], answer, math.ceil(len(ids) / delta)))
             for k in range(1, math.ceil(len(ids) / delta)):  # as collect: a probe per segment before the last
                 probes.append(TokensPrompt(prompt_token_ids=prompt + ids[:k * delta] + suffix))
-                where.append((row["question"], k))
+                where.append((len(finals) - 1, k))
     start = time.perf_counter()
     probe_outs = llm.generate(probes, SamplingParams(temperature=1.0, top_p=1.0, max_tokens=probe_max),
                               use_tqdm=False)
     probe_s = time.perf_counter() - start
     by_depth: dict[int, list[int]] = {}
-    for (question, k), out in zip(where, probe_outs, strict=True):
+    probe_right: dict[tuple[int, int], bool] = {}
+    for (trace, k), out in zip(where, probe_outs, strict=True):
         cell = by_depth.setdefault(k, [0, 0])
         reply = out.outputs[0]
         text = tok.decode(reply.token_ids)
         if reply.finish_reason == "length":  # as the backend: a cut may end inside a character
             text = text.rstrip("\ufffd")
-        cell[0] += check(question, extractor.probe(text))
+        probe_right[trace, k] = check(finals[trace][0], extractor.probe(text))
+        cell[0] += probe_right[trace, k]
         cell[1] += 1
     return {
         "questions": len(rows), "samples": single[1],
@@ -117,6 +169,7 @@ def sample(model: Path, rows: list[dict], n: int, delta: int, max_tokens: int) -
         "probe": {"suffix": extractor.probe_suffix, "max_tokens": probe_max, "extractor": extractor.spec()},
         "probe_accuracy_by_depth": {str(k): {"accuracy": round(c[0] / c[1], 4), "probes": c[1]}
                                     for k, c in sorted(by_depth.items())},
+        "answer_accuracy_by_depth": latest_answer_curve(finals, probe_right, check),
         "tokens_per_sample": round(sum(tokens) / len(tokens), 2),
         "sample_wall_s": round(sample_s, 1), "probe_wall_s": round(probe_s, 1),
     }
@@ -156,13 +209,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"measured: {json.dumps(metrics)}", flush=True)
 
     sc_key = next(k for k in metrics if k.startswith("sc@"))
-    depth = metrics["probe_accuracy_by_depth"]
-    cells = [(depth[k]["accuracy"], depth[k]["probes"]) for k in sorted(depth, key=int) if depth[k]["probes"] >= 50]
-    curve = [a for a, _ in cells]
+    running = metrics["probe_accuracy_by_depth"]
+    running_cells = [(running[k]["accuracy"], running[k]["probes"]) for k in sorted(running, key=int)
+                     if running[k]["probes"] >= 50]
+    latest = metrics["answer_accuracy_by_depth"]
+    latest_cells = [(latest[k]["accuracy"], latest[k]["traces"]) for k in sorted(latest, key=int)]
     targets = {"single_in_0.30_0.80": 0.30 <= metrics["single_sample_accuracy"] <= 0.80,
                "sc_at_least_plus_0.10": metrics[sc_key] - metrics["single_sample_accuracy"] >= 0.10,
-               "probe_rises_with_depth": len(curve) >= 2 and all(b >= a for a, b in itertools.pairwise(curve)),
-               "probe_rises_within_noise": rises_within_noise(cells)}
+               "answer_rises_with_depth": never_falls(latest_cells),
+               "answer_rises_within_noise": rises_within_noise(latest_cells)}
+    diagnostics = {"running_probe_rises_with_depth": never_falls(running_cells),
+                   "running_probe_rises_within_noise": rises_within_noise(running_cells)}
     result = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "load_avg_at_sampling": [round(x, 2) for x in load_sample],
@@ -172,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                            "question_seed": ns.question_seed, "n": ns.n, "segment_tokens": ns.segment_tokens,
                            "max_tokens": ns.max_tokens, "temperature": 1.0, "top_p": 1.0},
               "metrics": metrics,
-              "targets_met": targets}
+              "targets_met": targets, "diagnostics": diagnostics,
+              "qwen3_reference": qwen3_reference()}
     Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
     Path(ns.out).write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(targets), f"-> {ns.out}")

@@ -16,7 +16,7 @@ from autotts.cli.main import main
 from autotts.server.tiny_train import TrainSettings, train_chain_model
 
 pytestmark = pytest.mark.timeout(600)
-SHORT = TrainSettings(steps=3, batch=4)
+SHORT = TrainSettings(steps=3, batch=4, candidates=1)
 
 
 def digest(path) -> str:
@@ -36,10 +36,26 @@ def test_same_settings_same_weights_and_the_cache_answers_at_once(tmp_path, monk
     copy, second = train_chain_model(tmp_path / "d", SHORT)
     assert not first["cached"] and second["cached"] and digest(copy) == digest(a)
     assert (tmp_path / "cache" / "tiny-models" / SHORT.key() / "model.safetensors").is_file()
-    other, _ = train_chain_model(tmp_path / "e", TrainSettings(steps=3, batch=4, seed=1), use_cache=False)
+    other, _ = train_chain_model(tmp_path / "e", TrainSettings(steps=3, batch=4, seed=1, candidates=1),
+                                 use_cache=False)
     assert digest(other) != digest(a)
     config = json.loads((a / "config.json").read_text())
     assert config["architectures"] == ["Qwen3ForCausalLM"] and config["vocab_size"] >= 256
+
+
+def test_parallel_runs_keep_the_lowest_loss_with_that_seeds_weights(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("AUTOTTS_CACHE_DIR", str(tmp_path / "cache"))
+    steps: list[int] = []
+    both, manifest = train_chain_model(tmp_path / "both", TrainSettings(steps=4, batch=4, candidates=2),
+                                       use_cache=False, progress=lambda step, loss: steps.append(step))
+    runs = manifest["runs"]
+    assert [r["seed"] for r in runs] == [0, 1] and steps == [0, 1, 2, 3]
+    kept = min(runs, key=lambda r: r["final_loss"])
+    assert manifest["kept_seed"] == kept["seed"] and manifest["final_loss"] == kept["final_loss"]
+    assert sorted(p.name for p in both.iterdir() if p.name.startswith(".")) == []  # the other run is gone
+    alone, _ = train_chain_model(tmp_path / "alone", TrainSettings(steps=4, batch=4, seed=kept["seed"], candidates=1),
+                                 use_cache=False)
+    assert digest(both) == digest(alone)  # the kept run is exactly that seed trained on its own
 
 
 def test_cli_refuses_a_directory_trained_otherwise_and_non_model_directories(tmp_path, capsys, monkeypatch) -> None:
