@@ -130,9 +130,7 @@ def autotts(args: list[str], log: Path) -> float:
     return round(wall, 1)
 
 
-#: vLLM 0.32's CPU build dies ("CPU Generator does not use offset") when a seeded request's prefill is
-#: split across steps; many requests in flight (--together) overflow the CPU default of 2048 tokens a step
-NO_PARTIAL_PREFILL = ("--no-enable-chunked-prefill", "--max-num-batched-tokens", "16384")
+NO_PARTIAL_PREFILL = _loop.NO_PARTIAL_PREFILL
 
 
 def start_vllm(ns: argparse.Namespace, work: Path, children: Processes) -> str:
@@ -222,23 +220,31 @@ def replay(store: Path, specs: dict[str, str], ns: argparse.Namespace, logs: Pat
     return out
 
 
-def ask(client, alias: str, row: dict, i: int, max_tokens: int) -> dict:
+def ask(client, model: str, row: dict, i: int, max_tokens: int, ab: bool = False) -> dict:
+    """Question i with seed i as `model`; in an A/B run as user i (the gateway's hash picks the arm), with the
+    checker's verdict sent back through POST /v1/feedback as a user of the A/B would."""
+    import httpx
     from autotts.server.tiny_task import check
 
     start = time.perf_counter()
-    r = client.chat.completions.create(model=alias, messages=[{"role": "user", "content": row["question"]}],
-                                       max_tokens=max_tokens, seed=i)
+    r = client.chat.completions.create(model=model, messages=[{"role": "user", "content": row["question"]}],
+                                       max_tokens=max_tokens, seed=i, **({"user": f"user-{i}"} if ab else {}))
     tts = r.model_extra.get("tts") or {}
+    correct = check(row["question"], tts.get("answer"))
+    if ab:
+        httpx.post(str(client.base_url).rstrip("/") + "/feedback", json={"id": r.id, "correct": correct},
+                   timeout=30).raise_for_status()
     keys = ("decode_tokens", "probe_tokens", "final_tokens", "overshoot_tokens", "tokens_spent", "branches",
             "probes", "forced_probes", "final_calls")
-    return {"i": i, "answer": tts.get("answer"), "correct": check(row["question"], tts.get("answer")),
+    return {"i": i, "arm": tts.get("arm"), "answer": tts.get("answer"), "correct": correct,
             "completion_tokens": r.usage.completion_tokens, **{k: tts.get(k) or 0 for k in keys},
             "wall_s": round(time.perf_counter() - start, 2)}
 
 
-def live(gateway: str, alias: str, rows: list[dict], ns: argparse.Namespace, log: Path) -> dict:
-    """`rows` through the gateway as `alias`; each answered request is also appended to `log` (JSON lines),
-    and with --resume the requests already there are kept (request i is question i with seed i)."""
+def live(gateway: str, alias: str, rows: list[dict], ns: argparse.Namespace, log: Path) -> list[dict]:
+    """`rows` through the gateway as `alias` (or, with --ab, as the served model, one user each); each answered
+    request is also appended to `log` (JSON lines), and with --resume the requests already there are kept
+    (request i is question i with seed i)."""
     from openai import OpenAI
 
     client = OpenAI(base_url=gateway + "/v1", api_key="none", timeout=900, max_retries=0)
@@ -247,7 +253,8 @@ def live(gateway: str, alias: str, rows: list[dict], ns: argparse.Namespace, log
         done = [json.loads(line) for line in log.read_text().splitlines() if line.strip()][:len(rows)]
     parallel = dict(kv.split("=") for kv in ns.parallel_for).get(alias, ns.parallel)
     with ThreadPoolExecutor(int(parallel)) as pool, open(log, "a") as fh:
-        futures = [pool.submit(ask, client, alias, row, i, ns.max_tokens) for i, row in enumerate(rows)
+        model, ab = (ns.served_model_name, True) if alias == "ab" else (alias, False)
+        futures = [pool.submit(ask, client, model, row, i, ns.max_tokens, ab) for i, row in enumerate(rows)
                    if i >= len(done)]
         for fut in futures:
             done.append(fut.result())
@@ -258,12 +265,17 @@ def live(gateway: str, alias: str, rows: list[dict], ns: argparse.Namespace, log
                 print(f"[live {alias}] {len(done)}/{len(rows)} acc {k / len(done):.3f} "
                       f"tokens {sum(d['tokens_spent'] for d in done) / len(done):.0f} "
                       f"{time.perf_counter() - start:.0f}s load {os.getloadavg()[0]:.1f}", flush=True)
+    return done
+
+
+def live_stats(done: list[dict], wall_s: float) -> dict:
+    """Accuracy (Wilson 95%) and per-question means of the tokens and counts of answered requests."""
     k, n = sum(d["correct"] for d in done), len(done)
     stat = {key: mean_ci([float(d[key]) for d in done]) for key in
             ("tokens_spent", "decode_tokens", "probe_tokens", "final_tokens", "overshoot_tokens",
              "completion_tokens", "probes", "forced_probes", "branches")}
     return {"accuracy": {"correct": k, "n": n, "mean": round(k / n, 4), "wilson95": wilson(k, n)}, **stat,
-            "wall_s": round(time.perf_counter() - start, 1), "requests": done}
+            "wall_s": wall_s, "requests": done}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -292,12 +304,57 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--controllers", help="aliases to serve live, in this order (default sc<n>,cmc,discovered)")
     p.add_argument("--together", action="store_true",
                    help="send the controllers' requests at once instead of one controller after another")
-    p.add_argument("--out", default=str(HERE / "results" / "live_replay.json"))
+    p.add_argument("--ab", metavar="A,B", help="instead: serve two of the controllers as A/B arms of one gateway, "
+                   "--fresh questions one user each (the gateway's hash picks the arm), every answer labelled "
+                   "through POST /v1/feedback, then `autotts ab report` against replay's predicted differences")
+    p.add_argument("--out", help="results file (default benchmarks/results/live_replay.json, with --ab live_ab.json)")
     return p.parse_args(argv)
+
+
+def predicted_difference(a: dict, b: dict) -> dict:
+    """Replay's a − b in accuracy and in decode+probe tokens per question, with normal 95% intervals."""
+    out = {}
+    for key in ("accuracy", "decode_probe_tokens"):
+        diff = a[key]["mean"] - b[key]["mean"]
+        se = math.sqrt(a[key]["se"] ** 2 + b[key]["se"] ** 2)
+        out[key] = {"difference": round(diff, 4), "ci95": [round(diff - Z95 * se, 4), round(diff + Z95 * se, 4)]}
+    out["decode_probe_tokens"]["relative"] = round(a["decode_probe_tokens"]["mean"] / b["decode_probe_tokens"]["mean"]
+                                                   - 1, 4)
+    return out
+
+
+def ab_report(gateway: str, arms: list[str], log: Path) -> dict:
+    """`autotts ab report` on the gateway's /metrics, as a user runs it: the table into `log`, the JSON back."""
+    cmd = [sys.executable, "-m", "autotts.cli.main", "ab", "report", "--metrics-url", gateway + "/metrics",
+           "--arms", ",".join(arms)]
+    table = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    log.write_text(table)
+    print(table, flush=True)
+    return json.loads(subprocess.run([*cmd, "--json"], capture_output=True, text=True, check=True).stdout)
+
+
+def ab_result(pred: dict, arms: list[str], done: list[dict], report: dict, wall_s: float) -> dict:
+    """The A/B's per-arm live numbers against replay, and the report's differences against replay's."""
+    per_arm = {}
+    for alias in arms:
+        got = live_stats([d for d in done if d["arm"] == alias], wall_s)
+        per_arm[alias] = {"predicted": pred[alias], "live": got, "comparison": compare(pred[alias], got)}
+    acc, tok = report["comparison"], report["tokens_comparison"]
+    expected = predicted_difference(pred[acc["a"]], pred[acc["b"]])  # the report puts the most-labelled arm first
+    inside = tok["ci95"][0] <= expected["decode_probe_tokens"]["difference"] <= tok["ci95"][1]
+    return {"arms": arms, "per_arm": per_arm, "ab_report": report, "replay_predicted_difference": expected,
+            "accuracy_difference": {"predicted": expected["accuracy"], "reported": round(acc["difference"], 4),
+                                    "reported_significant": acc["significant"], "p_value": acc["p_value"]},
+            "tokens_difference": {"predicted": expected["decode_probe_tokens"], "reported": round(tok["difference"], 1),
+                                  "reported_ci95": [round(x, 1) for x in tok["ci95"]],
+                                  "reported_relative": round(tok["relative"], 4),
+                                  "reported_significant": tok["significant"], "p_value": tok["p_value"],
+                                  "predicted_inside_reported_ci95": inside}}
 
 
 def main(argv: list[str] | None = None) -> int:
     ns = parse_args(argv)
+    ns.out = ns.out or str(HERE / "results" / ("live_ab.json" if ns.ab else "live_replay.json"))
     work = Path(ns.workdir or tempfile.mkdtemp(prefix="autotts-live-replay-")).resolve()
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -325,6 +382,10 @@ def main(argv: list[str] | None = None) -> int:
         width = store_width(store)  # live offers what replay offers: branches_available starts at this
         artifact = Path(ns.artifact).resolve() if ns.artifact else discover(store, work, logs, timings)
         specs = {f"sc{ns.n}": f"sc:n={ns.n}", "cmc": f"cmc:beta={ns.beta}", "discovered": f"{artifact}:beta={ns.beta}"}
+        arm_of = {f"sc{ns.n}": (f"sc:n={ns.n}", None), "cmc": ("cmc", ns.beta), "discovered": (str(artifact), ns.beta)}
+        ab = [a.strip() for a in ns.ab.split(",")] if ns.ab else []
+        if ab and (len(ab) != 2 or not set(ab) <= set(specs)):
+            raise RuntimeError(f"--ab takes two of {', '.join(specs)}, got {ns.ab!r}")
         pred = replay(store, specs, ns, logs, timings)
 
         port = free_port()
@@ -332,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
                   "allow_code": True, "controller": specs["cmc"], "segment_tokens": ns.segment_tokens,
                   "probe_max_tokens": ns.probe_max_tokens, "temperature": ns.temperature, "top_p": 1.0,
                   "default_max_tokens": ns.max_tokens, "aggregator": meta.get("aggregator"),
-                  "max_branches": width, "host": "127.0.0.1", "port": port}
+                  "max_branches": width, "host": "127.0.0.1", "port": port,
+                  "arms": [{"name": a, "controller": arm_of[a][0], "beta": arm_of[a][1]} for a in ab]}
         (work / "gateway.json").write_text(json.dumps(config, indent=1))
         proc = children.start("gateway", [sys.executable, "-m", "autotts.cli.main", "serve", "--config",
                                                str(work / "gateway.json"), "--log-level", "warning"])
@@ -340,6 +402,39 @@ def main(argv: list[str] | None = None) -> int:
         children.wait_healthy("gateway", proc, gateway, timeout_s=300)
         fresh = write_questions(work / "fresh.jsonl", ns.fresh, ns.fresh_seed)
         results, load_live, lock = {}, {}, threading.Lock()
+
+        def write_summary(parts: dict) -> None:
+            summary = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                       "machine": {"cpus": os.cpu_count(), "load_avg_start": [round(x, 2) for x in load_start],
+                                   "load_avg_at_live_start": load_live,
+                                   "load_avg_end": [round(x, 2) for x in os.getloadavg()]},
+                       "settings": {"task": "chain", "split": "hard",
+                                    "collect_questions": meta.get("questions_file"),
+                                    "collect_seed": ns.collect_seed, "fresh_questions": ns.fresh,
+                                    "fresh_seed": ns.fresh_seed, "n": ns.n, "segment_tokens": ns.segment_tokens,
+                                    "max_tokens": ns.max_tokens, "probe_max_tokens": ns.probe_max_tokens,
+                                    "temperature": ns.temperature, "top_p": 1.0, "beta": ns.beta,
+                                    "eval_seeds": ns.eval_seeds, "aggregator": meta.get("aggregator"),
+                                    "response": "full", "artifact": artifact.name, "max_branches": width,
+                                    "parallel": ns.parallel, "parallel_for": ns.parallel_for,
+                                    "together": ns.together, "ab": ab or None},
+                       "store": {"path_name": store.name, "questions": pred["cmc"]["questions"],
+                                 "width": width, "usage": meta.get("usage"),
+                                 "probe_tokens_per_probe": pred["_probe_tokens_per_probe"],
+                                 **forced_in_store(store, meta)},
+                       "timings_s": timings, **parts}
+            Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(ns.out).write_text(json.dumps(summary, indent=1) + "\n")
+
+        if ab:
+            load_live["ab"] = [round(x, 2) for x in os.getloadavg()]
+            start = time.perf_counter()
+            done = live(gateway, "ab", fresh, ns, logs / "live_ab.jsonl")
+            timings["live_ab"] = round(time.perf_counter() - start, 1)
+            report = ab_report(gateway, ab, logs / "ab_report.txt")
+            write_summary({"ab": ab_result(pred, ab, done, report, timings["live_ab"]), "complete": True})
+            print(f"wrote {ns.out} (workdir {work})", flush=True)
+            return 0
         chosen = [a.strip() for a in (ns.controllers or ",".join(specs)).split(",") if a.strip()]
         unknown = [a for a in chosen if a not in specs]
         if unknown:
@@ -347,34 +442,15 @@ def main(argv: list[str] | None = None) -> int:
 
         def run_one(alias: str) -> None:
             load_live[alias] = [round(x, 2) for x in os.getloadavg()]
-            got = live(gateway, alias, fresh, ns, logs / f"live_{alias}.jsonl")
+            start = time.perf_counter()
+            done = live(gateway, alias, fresh, ns, logs / f"live_{alias}.jsonl")
+            got = live_stats(done, round(time.perf_counter() - start, 1))
             with lock:
                 timings[f"live_{alias}"] = got["wall_s"]
                 results[alias] = {"spec": specs[alias], "predicted": pred[alias], "live": got,
                                   "comparison": compare(pred[alias], got)}
                 print(json.dumps(results[alias]["comparison"]), flush=True)
-                summary = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                           "machine": {"cpus": os.cpu_count(), "load_avg_start": [round(x, 2) for x in load_start],
-                                       "load_avg_at_live_start": load_live,
-                                       "load_avg_end": [round(x, 2) for x in os.getloadavg()]},
-                           "settings": {"task": "chain", "split": "hard",
-                                        "collect_questions": meta.get("questions_file"),
-                                        "collect_seed": ns.collect_seed, "fresh_questions": ns.fresh,
-                                        "fresh_seed": ns.fresh_seed, "n": ns.n, "segment_tokens": ns.segment_tokens,
-                                        "max_tokens": ns.max_tokens, "probe_max_tokens": ns.probe_max_tokens,
-                                        "temperature": ns.temperature, "top_p": 1.0, "beta": ns.beta,
-                                        "eval_seeds": ns.eval_seeds, "aggregator": meta.get("aggregator"),
-                                        "response": "full", "artifact": artifact.name, "max_branches": width,
-                                        "parallel": ns.parallel, "parallel_for": ns.parallel_for,
-                                        "together": ns.together},
-                           "store": {"path_name": store.name, "questions": pred[chosen[0]]["questions"],
-                                     "width": width, "usage": meta.get("usage"),
-                                     "probe_tokens_per_probe": pred["_probe_tokens_per_probe"],
-                                     **forced_in_store(store, meta)},
-                           "timings_s": timings, "controllers": results,
-                           "complete": len(results) == len(chosen)}
-                Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
-                Path(ns.out).write_text(json.dumps(summary, indent=1) + "\n")
+                write_summary({"controllers": results, "complete": len(results) == len(chosen)})
 
         if ns.together:
             with ThreadPoolExecutor(len(chosen)) as pool:

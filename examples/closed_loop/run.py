@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -49,11 +50,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--vllm-python", default=os.environ.get("AUTOTTS_VLLM_PYTHON") or sys.executable,
                    help="Python that has vllm installed (default: this one, or $AUTOTTS_VLLM_PYTHON)")
     p.add_argument("--collect-questions", type=int, default=6, help="questions in the store (default 6)")
-    p.add_argument("--traces", type=int, default=8, help="traces per collected question (default 8)")
-    p.add_argument("--segment-tokens", type=int, default=16, help="Δ (default 16)")
+    p.add_argument("--traces", type=int, default=16, help="traces per collected question, and the most branches "
+                   "the gateway lets an episode open, so live offers what replay offers (default 16)")
+    p.add_argument("--segment-tokens", type=int, default=32, help="Δ (default 32)")
     p.add_argument("--max-tokens", type=int, default=320, help="trace length cap (default 320)")
     p.add_argument("--requests", type=int, default=18, help="fresh questions sent to the gateway (default 18)")
-    p.add_argument("--sc-n", type=int, default=8, help="branches of the sc arm (default 8)")
+    p.add_argument("--parallel", type=int, default=4, help="requests in flight at once (default 4)")
+    p.add_argument("--sc-n", type=int, help="branches of the sc arm (default: --traces)")
     p.add_argument("--beta", type=float, default=0.5, help="β of the cmc and discovered arms (default 0.5)")
     p.add_argument("--summary", help="also write the summary as JSON to this file")
     return p.parse_args(argv)
@@ -128,6 +131,11 @@ def autotts(args: list[str], log: Path, timings: dict[str, float], step: str) ->
     print(f"[{step}] {timings[step]:.1f}s  ({log.name})", flush=True)
 
 
+#: vLLM 0.32's CPU build dies ("CPU Generator does not use offset") when a seeded request's prefill is
+#: split across steps; many requests in flight overflow the CPU default of 2048 tokens a step
+NO_PARTIAL_PREFILL = ("--no-enable-chunked-prefill", "--max-num-batched-tokens", "16384")
+
+
 def start_vllm(ns: argparse.Namespace, work: Path, procs: Processes, timings: dict[str, float]) -> str:
     model = work / "model"
     if not (model / "config.json").is_file():
@@ -146,7 +154,7 @@ def start_vllm(ns: argparse.Namespace, work: Path, procs: Processes, timings: di
     proc = procs.start("vllm", [ns.vllm_python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
                                 "--served-model-name", ns.served_model_name, "--enforce-eager",
                                 "--kv-cache-memory-bytes", str(256 * 2**20), "--block-size", "32",
-                                "--enable-prefix-caching", "--enable-prompt-tokens-details",
+                                "--enable-prefix-caching", "--enable-prompt-tokens-details", *NO_PARTIAL_PREFILL,
                                 "--host", "127.0.0.1", "--port", str(port)], env=env)
     url = f"http://127.0.0.1:{port}"
     procs.wait_healthy("vllm", proc, url, timeout_s=600)
@@ -171,8 +179,8 @@ def send_requests(gateway: str, ns: argparse.Namespace, fresh: list[dict[str, st
     from openai import OpenAI
 
     client = OpenAI(base_url=gateway + "/v1", api_key="not-needed", timeout=900, max_retries=0)
-    out = []
-    for i, row in enumerate(fresh):
+
+    def ask(i: int, row: dict[str, str]) -> dict:
         start = time.perf_counter()
         response = client.chat.completions.create(model=ns.served_model_name, user=f"user-{i}", seed=i,
                                                   messages=[{"role": "user", "content": row["question"]}],
@@ -187,8 +195,10 @@ def send_requests(gateway: str, ns: argparse.Namespace, fresh: list[dict[str, st
         print(f"[request {i}] {item['wall_s']:.1f}s arm={item['arm']} branches={item['branches']} "
               f"tokens={item['completion_tokens']} answer={item['answer']!r} gold={row['gold_answer']} "
               f"{'ok' if correct else 'wrong'}", flush=True)
-        out.append(item)
-    return out
+        return item
+
+    with ThreadPoolExecutor(max(1, ns.parallel)) as pool:  # one vLLM batches the episodes in flight
+        return list(pool.map(ask, range(len(fresh)), fresh))
 
 
 def ab_report(gateway: str, arms: list[str]) -> dict:
@@ -211,6 +221,7 @@ def scrape(gateway: str, controller: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ns = parse_args(argv)
+    ns.sc_n = ns.sc_n or ns.traces
     work = Path(ns.workdir or tempfile.mkdtemp(prefix="autotts-closed-loop-")).resolve()
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -252,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                 {"name": ALIAS, "controller": str(artifact), "beta": ns.beta, "weight": 1}]
         config = {"engine": "vllm", "engine_url": engine_url, "model": ns.served_model_name, "arms": arms,
                   "allow_code": True, "segment_tokens": ns.segment_tokens, "probe_max_tokens": 3,
-                  "temperature": 1.0, "top_p": 1.0, "default_max_tokens": ns.max_tokens,
+                  "temperature": 1.0, "top_p": 1.0, "default_max_tokens": ns.max_tokens, "max_branches": ns.traces,
                   "feedback_mode": "exact", "host": "127.0.0.1", "port": port}
         (work / "gateway.json").write_text(json.dumps(config, indent=1))
         start = time.perf_counter()

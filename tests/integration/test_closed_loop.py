@@ -80,6 +80,13 @@ def test_closed_loop_example_runs_end_to_end(tmp_path):
     comparison = report["comparison"]
     assert comparison is not None and isinstance(comparison["significant"], bool)
     assert "significant at 5%: " + ("yes" if comparison["significant"] else "no") in stdout
+    # tokens per request, compared by Welch's t-test on the per-request costs the gateway counted
+    tokens = summary["ab_reports"]["cmc_vs_sc"]["tokens_comparison"]
+    costs = {arm: [a["completion_tokens"] for a in answers if a["arm"] == arm] for arm in (tokens["a"], tokens["b"])}
+    if min(len(c) for c in costs.values()) >= 2:
+        assert tokens["difference"] == pytest.approx(sum(costs[tokens["a"]]) / len(costs[tokens["a"]])
+                                                     - sum(costs[tokens["b"]]) / len(costs[tokens["b"]]))
+        assert "(Welch's t-test); significant at 5%: " + ("yes" if tokens["significant"] else "no") in stdout
 
     # the gateway counted the discovered arm's tokens as its completions report them
     def counter(name: str, **labels: str) -> float:

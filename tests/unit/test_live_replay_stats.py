@@ -42,3 +42,14 @@ def test_wilson_stays_inside_zero_one():
     assert live_replay.wilson(0, 10)[0] == 0.0 and live_replay.wilson(10, 10)[1] == 1.0
     lo, hi = live_replay.wilson(50, 100)
     assert lo == pytest.approx(0.4038, abs=1e-3) and hi == pytest.approx(0.5962, abs=1e-3)
+
+
+def test_predicted_difference_of_two_controllers():
+    a = live_replay.predicted(episodes([[True] * 2, [True] * 2], tokens=300), probe_tokens_per_probe=0)
+    b = live_replay.predicted(episodes([[True] * 2, [False] * 2], tokens=100), probe_tokens_per_probe=0)
+    diff = live_replay.predicted_difference(a, b)
+    assert diff["accuracy"]["difference"] == pytest.approx(0.5)
+    lo, hi = diff["accuracy"]["ci95"]
+    assert lo < 0.5 < hi  # b's two questions disagree: its interval is wide
+    assert diff["decode_probe_tokens"]["difference"] == pytest.approx(200)
+    assert diff["decode_probe_tokens"]["relative"] == pytest.approx(300.5 / 100.5 - 1, abs=1e-4)
