@@ -3,11 +3,16 @@
     python benchmarks/discovery_local.py rate                     # one round twice: raced, then --no-race
     python benchmarks/discovery_local.py heldout RUN_DIR          # the run's artifact on held-out AIME25
     python benchmarks/discovery_local.py paired                   # a stage's score: paired with cmc or not
+    python benchmarks/discovery_local.py recipe FILE [--heldout]  # a hand-written composition, the same check
 
 `rate` runs `--rounds` rounds of `autotts discover --explorer local` on the AIME24 stores twice with the
 same settings, once raced and once with every candidate on the full sweep: the same candidates (the
 first seed recipes), so the candidates evaluated per minute of round time (the built-ins' baseline
 measurement excluded) compare the two schemes directly.
+
+`recipe FILE` is the same check for a composition written by hand (a recipe JSON of the block
+library, rendered here and evaluated in process at every tabulated β), first on the search stores
+(AIME24, against cmc on the same seeds) and then, with `--heldout`, once on AIME25.
 
 `heldout` reads a finished run (`RUN_DIR/report.json`), evaluates its best artifact on the four AIME25
 stores (100 seeds) at the tabulated β of cmc and compares each cmc row of ../shared/replay/expected.csv
@@ -130,20 +135,12 @@ def heldout(args: argparse.Namespace) -> int:
     mine = _mean_points(cells, betas)
     with open(args.data / "expected.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["method"] == "cmc" and r["dataset"] == "aime25"]
-    table, dominated = [], 0
+    cmc_points = []
     for b in BETAS:
         got = [r for r in rows if r["config"] == f"beta={b}"]
-        cmc = {"acc": sum(float(r["accuracy_pct"]) for r in got) / len(got),
-               "tokens": sum(float(r["avg_tokens_per_question"]) for r in got) / len(got)}
-        hits = [p for p in mine if p["acc"] >= cmc["acc"] and p["tokens"] <= args.token_ratio * cmc["tokens"]]
-        cheapest_as_good = min((p for p in mine if p["acc"] >= cmc["acc"]), key=lambda p: p["tokens"], default=None)
-        table.append({"cmc_beta": float(b), "cmc_acc": round(cmc["acc"], 3), "cmc_tokens": round(cmc["tokens"], 1),
-                      "dominated": bool(hits), "by_beta": [p["beta"] for p in hits],
-                      "cheapest_point_as_accurate": cheapest_as_good and {
-                          "beta": cheapest_as_good["beta"], "acc": round(cheapest_as_good["acc"], 3),
-                          "tokens_ratio": round(cheapest_as_good["tokens"] / cmc["tokens"], 3)}})
-        dominated += bool(hits)
-        print(table[-1], flush=True)
+        cmc_points.append({"beta": float(b), "acc": sum(float(r["accuracy_pct"]) for r in got) / len(got),
+                           "tokens": sum(float(r["avg_tokens_per_question"]) for r in got) / len(got)})
+    table, dominated = _versus_cmc(mine, cmc_points, args.token_ratio)
     _save("heldout", {**_machine(), "load_average_at_start": load, "wall_s": round(wall, 1), "run": str(args.run.name),
                       "artifact": Path(artifact).name, "mechanisms": finalist.get("mechanisms"),
                       "run_config": report["config"], "run_rounds": len(report["rounds"]),
@@ -154,6 +151,53 @@ def heldout(args: argparse.Namespace) -> int:
                       "dominated": dominated, "of": len(BETAS)})
     print(f"dominates {dominated} of {len(BETAS)} cmc points (acc >=, tokens <= {args.token_ratio:g}x)")
     return 0 if dominated == len(BETAS) else 1
+
+
+def _versus_cmc(mine: list[dict], cmc_points: list[dict], token_ratio: float) -> tuple[list[dict], int]:
+    """Per cmc point: is it dominated (some point of `mine` at least as accurate for at most `token_ratio`
+    of its tokens), and the cheapest point of `mine` that is at least as accurate."""
+    table, dominated = [], 0
+    for cmc in cmc_points:
+        hits = [p for p in mine if p["acc"] >= cmc["acc"] and p["tokens"] <= token_ratio * cmc["tokens"]]
+        cheapest_as_good = min((p for p in mine if p["acc"] >= cmc["acc"]), key=lambda p: p["tokens"], default=None)
+        table.append({"cmc_beta": cmc["beta"], "cmc_acc": round(cmc["acc"], 3), "cmc_tokens": round(cmc["tokens"], 1),
+                      "dominated": bool(hits), "by_beta": [p["beta"] for p in hits],
+                      "cheapest_point_as_accurate": cheapest_as_good and {
+                          "beta": cheapest_as_good["beta"], "acc": round(cheapest_as_good["acc"], 3),
+                          "tokens_ratio": round(cheapest_as_good["tokens"] / cmc["tokens"], 3)}})
+        dominated += bool(hits)
+        print(table[-1], flush=True)
+    return table, dominated
+
+
+def recipe(args: argparse.Namespace) -> int:
+    """A hand-written composition against cmc: on the search stores (same seeds), then once held out."""
+    from autotts.controllers.artifact import save_artifact
+    from autotts.discovery.blocks import Recipe, render
+    from autotts.offline.evaluate import EvalOptions, evaluate, resolve_stores
+
+    composed = Recipe.from_json(json.loads(args.file.read_text()))
+    betas = [float(b) for b in BETAS]
+    out = {"recipe": args.file.name, "recipe_key": composed.key(), "mechanisms": composed.mechanisms(),
+           "token_ratio": args.token_ratio}
+    with tempfile.TemporaryDirectory() as tmp:
+        artifact = str(save_artifact(Path(tmp) / "composed", render(composed, note="A composition written by hand.")))
+        for dataset, seeds in (("aime24", args.search_seeds), *((("aime25", 100),) if args.heldout else ())):
+            load, wall = os.getloadavg(), time.perf_counter()
+            cells = evaluate([f"{artifact}:beta={b:g}" for b in betas] + [f"cmc:beta={b:g}" for b in betas],
+                             resolve_stores(_stores(args.data, dataset)), EvalOptions(seeds=seeds, in_process=True),
+                             workers=args.workers, progress=False)
+            half = len(cells) // 2
+            mine, cmc = _mean_points(cells[:half], betas), _mean_points(cells[half:], betas)
+            print(f"{dataset}, {seeds} seeds:", flush=True)
+            table, dominated = _versus_cmc(mine, cmc, args.token_ratio)
+            wall = round(time.perf_counter() - wall, 1)
+            out[dataset] = {"seeds": seeds, "load_average_at_start": load, "wall_s": wall, "curve": mine,
+                            "cmc": cmc, "vs_cmc": table, "dominated": dominated, "of": len(BETAS)}
+            print(f"{dataset}: dominates {dominated} of {len(BETAS)} cmc points (acc >=, tokens <= "
+                  f"{args.token_ratio:g}x)", flush=True)
+    _save("hand_recipe", {**_machine(), **out})
+    return 0
 
 
 def paired(args: argparse.Namespace) -> int:
@@ -218,6 +262,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--token-ratio", type=float, default=0.9)
     p.add_argument("--fine", action="store_true", help="also every beta in steps of 0.1")
     p.set_defaults(func=heldout)
+    p = sub.add_parser("recipe", help="a hand-written composition against cmc, search stores then held out")
+    p.add_argument("file", type=Path, help="a recipe as JSON ({'blocks': ..., 'ends': ...})")
+    p.add_argument("--search-seeds", type=int, default=20)
+    p.add_argument("--heldout", action="store_true", help="then once on AIME25 (100 seeds)")
+    p.add_argument("--token-ratio", type=float, default=0.9)
+    p.set_defaults(func=recipe)
     p = sub.add_parser("paired", help="the spread of a stage's savings objective, paired with cmc or not")
     p.add_argument("--seeds", type=int, default=40)
     p.add_argument("--blocks", type=lambda t: [int(x) for x in t.split(",")], default=[1, 2, 5])

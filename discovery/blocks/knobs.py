@@ -61,6 +61,9 @@ KNOBS: dict[str, Knob] = {
     "widen_wait": Knob(int, 0, 40, -1, (12, 6), "steps without any finished branch before widening"),
     "pace": Knob(float, 1.0, 20.0, +1, (3.0, 10.0), "spend at most this many times the first finished branch's cost"),
     "max_running": Knob(int, 1, 64, +1, (4, 32), "most branches decoding at once"),
+    "race_width": Knob(int, 1, 64, +1, (4, 24), "branches racing before any has finished"),
+    "consensus": Knob(float, 0.5, 1.0, +1, (0.8, 1.0), "probe-answer share that stops widening"),
+    "consensus_votes": Knob(int, 1, 16, +1, (2, 4), "probe answers that must agree before widening stops"),
 }
 
 CORE_KNOBS = ("n_init", "max_branches", "warm_up")

@@ -132,4 +132,7 @@ def seed_recipes() -> list[Recipe]:
         _variant({"widen": ("split_widening",)}),
         _variant({"pace": ("budget_pacing",)}),
         _variant({"pace": ("width_cap",)}),
+        _variant({"pace": ("consensus_pacing",)}),
+        _variant({"widen": ("informed_widening",)}),
+        _variant({"vote": ("short_trace_vote",)}),
     ]

@@ -82,6 +82,20 @@ WIDEN_BLOCKS = (
         split = len(set(done)) > 1 or (not done and step >= k["widen_wait"])
         return k["widen_burst"] if split and level < k["widen_below"] else 0
 '''),
+    Block("informed_widening", "widen", "informed widening", "new", (*_TREND, "race_width"), '''
+    def widen(self, obs, st, step, level, trend):
+        """Informed widening: cmc's trend rule, except before any branch has finished. Then the confidence
+        is 0 because nothing has voted yet, not because the votes disagree, so new branches open only to
+        keep `race_width` of them racing; once votes are in, `widen_burst` open whenever the confidence
+        is flat and below `widen_below`."""
+        k = self.knobs
+        flat = trend <= k["trend_thresh"] and step >= max(1, k["warm_up"] // 2) and level < k["widen_below"]
+        if not flat:
+            return 0
+        if not obs.completed:
+            return max(0, min(k["widen_burst"], k["race_width"] - len(obs.running())))
+        return k["widen_burst"]
+'''),
     Block("no_widening", "widen", "fixed width", "parallel_probe", (), '''
     def widen(self, obs, st, step, level, trend):
         """Fixed width (parallel_probe): the branches opened at the start are all there is."""
@@ -100,6 +114,17 @@ PACE_BLOCKS = (
         first = obs.branches[obs.completed[0]].tokens
         return n if obs.tokens_spent < self.knobs["pace"] * first else 0
 '''),
+    Block("consensus_pacing", "pace", "probe-consensus pacing", "new", ("consensus", "consensus_votes"), '''
+    def pace(self, obs, st, n):
+        """Probe-consensus pacing: no new branch opens while the running branches' latest probe answers
+        ("ERR" aside) already agree: `consensus_votes` of them name one answer, a `consensus` share of all.
+        Before any branch finishes the vote's confidence is 0 and would widen blindly; the probes say
+        whether more width can still change the answer."""
+        latest = [b.latest for b in obs.running() if b.latest not in (None, "ERR")]
+        _, v1, _ = top_two(latest)
+        agreed = v1 >= self.knobs["consensus_votes"] and v1 >= self.knobs["consensus"] * len(latest)
+        return 0 if agreed else n
+''', imports=("top_two",)),
     Block("width_cap", "pace", "width cap", "new", ("max_running",), '''
     def pace(self, obs, st, n):
         """Width cap: never more than `max_running` branches decode at once, however many may be opened in

@@ -52,6 +52,24 @@ VOTE_BLOCKS = (
         winner, v1, v2 = top_two(pool)
         return winner, (beta_confidence(v1, v2) if v1 else 0.0), len(pool)
 ''', imports=("top_two", "beta_confidence")),
+    Block("short_trace_vote", "vote", "short-trace weighting", "new", (), '''
+    def vote(self, obs):
+        """Short-trace weighting: each finished answer weighs the shortest finished trace's cost over its
+        own, so between answers with (nearly) equal counts the one reached by shorter reasoning wins:
+        within a question the short traces are the more often right. The confidence is the finished-answer
+        vote's, the winner's count against the strongest other answer's."""
+        done = [obs.branches[i] for i in obs.completed]
+        if not done:
+            return None, 0.0, 0
+        shortest = max(1, min(b.tokens for b in done))
+        weight, count = {}, {}
+        for b in done:
+            weight[b.final] = weight.get(b.final, 0.0) + shortest / max(1, b.tokens)
+            count[b.final] = count.get(b.final, 0) + 1
+        winner = max(weight, key=weight.get)  # equal weights: the answer that finished first
+        rival = max((c for a, c in count.items() if a != winner), default=0)
+        return winner, beta_confidence(count[winner], rival), len(done)
+''', imports=("beta_confidence",)),
     Block("latest_vote", "vote", "latest-answer vote", "parallel_probe", (), '''
     def vote(self, obs):
         """Latest-answer vote (parallel_probe): the majority of every unpruned branch's newest answer,
