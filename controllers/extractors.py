@@ -32,7 +32,8 @@ __all__ = ["EXTRACTORS", "NO_ANSWER", "Extractor", "parse_extractor", "split_thi
 
 NO_ANSWER = "ERR"
 EXTRACTORS = ("boxed", "number", "choice", "regex", "json")
-_THINK_END = "\n</think>\n\n"
+THINK_CLOSE = "</think>"  # a probe of a branch that has written it appends only what follows it in the suffix
+_THINK_END = "\n" + THINK_CLOSE + "\n\n"
 _SUFFIX = {"boxed": _THINK_END + "\\boxed{", "number": _THINK_END + "The final answer is ",
            "choice": _THINK_END + "The answer is (", "regex": _THINK_END, "json": None}
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")

@@ -44,7 +44,7 @@ from .base import GenerateResult, Sampling, TokenEngine, branch_seed
 #: splits a branch's token IDs into (reasoning IDs, content IDs) (`answers.split_tokens` with the model's tokens)
 Splitter = Callable[[list[int]], "tuple[list[int] | None, list[int] | None]"]
 
-__all__ = ["OVERLAP", "BranchBackend", "Ledger", "TokenBranchBackend"]
+__all__ = ["OVERLAP", "BranchBackend", "Ledger", "TokenBranchBackend", "probe_suffix_for"]
 
 #: how much of a branch's work may overlap: off (one call after the other), probe (a probe with the next
 #: segment of the same action), ahead (also the next segment before the controller decides)
@@ -143,13 +143,15 @@ class TokenBranchBackend:
     def __init__(self, engine: TokenEngine, prompt_ids: list[int], *, segment_tokens: int,
                  probe_suffix_ids: list[int], probe_max_tokens: int, max_branch_tokens: int,
                  sampling: Sampling, seed: int, request_id: str, max_branches: int | None = None,
-                 token_budget: int | None = None, overlap: str = "probe", extractor: Extractor | None = None) -> None:
+                 token_budget: int | None = None, overlap: str = "probe", extractor: Extractor | None = None,
+                 think_close_ids: list[int] | None = None) -> None:
         if segment_tokens < 1 or probe_max_tokens < 1 or max_branch_tokens < 1:
             raise ValueError("segment_tokens, probe_max_tokens and max_branch_tokens must be >= 1")
         self.engine = engine
         self.prompt_ids = list(prompt_ids)
         self.segment_tokens = segment_tokens
         self.suffix = list(probe_suffix_ids)
+        self.think_close = list(think_close_ids or [])
         self.probe_max_tokens = probe_max_tokens
         self.max_branch_tokens = max_branch_tokens
         self.sampling = sampling
@@ -198,7 +200,8 @@ class TokenBranchBackend:
         return result
 
     async def _probe(self, branch: int, call: int | None = None) -> tuple[str, int]:
-        prompt = self.prompt_ids + self.tokens[branch] + self.suffix  # a copy; never appended
+        suffix = probe_suffix_for(self.tokens[branch], self.suffix, self.think_close)
+        prompt = self.prompt_ids + self.tokens[branch] + suffix  # a copy; never appended
         result = await self._generate(branch, prompt, self.probe_max_tokens, "probe", call)
         text = await self.engine.detokenize(result.token_ids) if result.token_ids else ""
         if result.finish_reason == "length":  # cut by probe_max_tokens, maybe inside a character: drop its bytes
@@ -325,3 +328,26 @@ class TokenBranchBackend:
 
     def decoded_tokens(self, view: BranchView) -> int:
         return len(self.tokens.get(view.id, ()))
+
+
+def probe_suffix_for(tokens: list[int], suffix: list[int], think_close: list[int]) -> list[int]:
+    """The probe suffix for a branch of `tokens`: all of it, or, once the branch has closed its thinking
+    itself (`think_close` among its tokens), only what follows the suffix's own close: a second
+    ``</think>`` is a prompt no model was trained on (docs/tiny_model.md measured what it does)."""
+    after = _after(suffix, think_close)
+    return after if after is not None and _contains(tokens, think_close) else suffix
+
+
+def _after(ids: list[int], marker: list[int]) -> list[int] | None:
+    """`ids` after the first occurrence of `marker` (None when it is not there or empty)."""
+    n = len(marker)
+    for i in range(len(ids) - n + 1 if n else 0):
+        if ids[i:i + n] == marker:
+            return ids[i + n:]
+    return None
+
+
+def _contains(ids: list[int], marker: list[int]) -> bool:
+    if len(marker) == 1:
+        return marker[0] in ids  # the usual case, a special token: a C-speed scan
+    return bool(marker) and _after(ids, marker) is not None

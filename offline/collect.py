@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from autotts.controllers.atomic import write_text_atomic
-from autotts.controllers.extractors import Extractor, parse_extractor
+from autotts.controllers.extractors import THINK_CLOSE, Extractor, parse_extractor
 from autotts.engines.backends import Ledger, TokenBranchBackend
 from autotts.engines.base import Sampling, TokenEngine
 
@@ -136,7 +136,8 @@ def _short(text: str, n: int = 60) -> str:
 
 async def collect_question(engine: TokenEngine, item: QuestionItem, index: int, settings: CollectSettings,
                            suffix_ids: list[int], *, concurrency: int,
-                           on_call: Callable[[UsageLedger], None] | None = None) -> dict[str, Any]:
+                           on_call: Callable[[UsageLedger], None] | None = None,
+                           think_close_ids: list[int] | None = None) -> dict[str, Any]:
     """All N traces of one question (at most `concurrency` at once) → its part record.
 
     `on_call(ledger)` runs after every engine call (progress reporting).
@@ -148,7 +149,8 @@ async def collect_question(engine: TokenEngine, item: QuestionItem, index: int, 
         engine, prompt, segment_tokens=settings.segment_tokens, probe_suffix_ids=suffix_ids,
         probe_max_tokens=settings.probe_max_tokens, max_branch_tokens=settings.max_tokens,
         sampling=Sampling(settings.temperature, settings.top_p, None, settings.ignore_eos),
-        seed=settings.question_seed(index), request_id=f"collect-q{index}", extractor=settings.answers)
+        seed=settings.question_seed(index), request_id=f"collect-q{index}", extractor=settings.answers,
+        think_close_ids=think_close_ids)
     ledger = backend.ledger = UsageLedger()
     if on_call is not None:
         backend.on_call = lambda: on_call(ledger)
@@ -256,6 +258,7 @@ async def collect(engine: TokenEngine, questions: list[QuestionItem], settings: 
     try:
         suffix = settings.answers.probe_suffix
         suffix_ids = await engine.tokenize_text(suffix) if suffix else []
+        close_ids = await engine.tokenize_text(THINK_CLOSE) if suffix and THINK_CLOSE in suffix else []
     except Exception as exc:
         raise CollectError(f"engine: cannot tokenize the probe suffix: {type(exc).__name__}: {exc}") from exc
     if parts.exists():
@@ -280,7 +283,7 @@ async def collect(engine: TokenEngine, questions: list[QuestionItem], settings: 
 
             try:
                 part = await collect_question(engine, item, index, settings, suffix_ids, concurrency=concurrency,
-                                              on_call=on_call)
+                                              on_call=on_call, think_close_ids=close_ids)
             except Exception as exc:
                 raise CollectError(
                     f"question {index} ({_short(item.question)!r}): {type(exc).__name__}: {exc}; "

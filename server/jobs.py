@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from autotts.controllers.aggregators import Aggregator
 from autotts.controllers.base import Controller
 from autotts.controllers.builtins import BUILTINS
+from autotts.controllers.extractors import THINK_CLOSE
 from autotts.controllers.registry import load
 from autotts.engines.backends import BranchBackend, TokenBranchBackend
 from autotts.engines.base import Sampling, TokenEngine
@@ -154,7 +155,9 @@ async def _live_job(gateway, kind, rid, body, selection, controller, caps, quest
     seeds = [seed + 7_777 * i for i in range(body.n)]
     tts = body.tts
     extra = body.model_extra or {}
-    suffix_ids = await gateway.suffix_ids_for(votes.extractor.probe_suffix)
+    suffix = votes.extractor.probe_suffix
+    suffix_ids = await gateway.suffix_ids_for(suffix)
+    close_ids = await gateway.suffix_ids_for(THINK_CLOSE) if THINK_CLOSE in suffix else []
     split = None if kind != "chat" else gateway.splitter(prompt_ids)
     sampling = Sampling(temperature=body.temperature if body.temperature is not None else cfg.temperature,
                         top_p=body.top_p if body.top_p is not None else cfg.top_p,
@@ -173,7 +176,7 @@ async def _live_job(gateway, kind, rid, body, selection, controller, caps, quest
             probe_suffix_ids=suffix_ids, probe_max_tokens=cfg.probe_max_tokens,
             max_branch_tokens=body.branch_tokens or cfg.default_max_tokens, sampling=sampling, seed=seeds[i],
             request_id=f"{rid}-{i}{retry}", max_branches=caps.max_branches, token_budget=caps.token_budget,
-            overlap=cfg.overlap, extractor=votes.extractor)
+            overlap=cfg.overlap, extractor=votes.extractor, think_close_ids=close_ids)
 
     source: dict[str, Any] = {"prompt_length": len(prompt_ids), **({"replica": lease.url} if lease else {})}
     job = Job(kind, rid, public, selection, controller, [], seeds, question, caps, source=source,

@@ -164,3 +164,33 @@ def test_block_misfit_names_the_fitting_delta() -> None:
     assert block_misfit(64, 32) is None and block_misfit(64, None) is None
     assert "; Δ = 32 or Δ = 64 fits" in block_misfit(40, 32)
     assert "; Δ = 32 fits" in block_misfit(8, 32) and "; Δ = 528 fits" in block_misfit(256, 528)
+
+
+def test_a_probe_after_the_branch_closed_its_thinking_does_not_close_it_again():
+    from autotts.engines.backends import probe_suffix_for
+
+    suffix, close = [10, 11, 12, 13], [11]  # "\n", "</think>", "\n\n", "\\boxed{"
+    assert probe_suffix_for([1, 2, 3], suffix, close) == suffix  # still thinking: the whole suffix
+    assert probe_suffix_for([1, 11, 3], suffix, close) == [12, 13]  # closed: only what follows the close
+    assert probe_suffix_for([1, 11, 3], suffix, []) == suffix  # no marker known: unchanged
+    assert probe_suffix_for([1, 11, 3], [10, 13], close) == [10, 13]  # a suffix without a close: unchanged
+    seen: list[str] = []
+
+    def handler(request):
+        if request.prompt.endswith("\\boxed{"):
+            seen.append(request.prompt)
+            return "5}"
+        return "a</think>\nbcdefg" if "</think>" not in request.prompt[-40:] else "0123456789abcdef"
+
+    async def go():
+        engine = MockEngine(handler)
+        backend = TokenBranchBackend(
+            engine, [65], segment_tokens=16, probe_suffix_ids=await engine.tokenize_text("\n</think>\n\n\\boxed{"),
+            probe_max_tokens=2, max_branch_tokens=64, sampling=Sampling(), seed=0, request_id="r",
+            think_close_ids=await engine.tokenize_text("</think>"))
+        backend.open(0)
+        return await backend.decode(0, 1, True)
+
+    units = asyncio.run(go())
+    assert [u.answer for u in units] == ["5"]
+    assert seen == ["Aa</think>\nbcdefg\n\n\\boxed{"]  # one </think>: the branch's own
