@@ -109,6 +109,8 @@ def qwen3_reference(depths: tuple[int, ...] = (5, 10, 20, 30, 40, 50, 60)) -> di
 
 def sample(model: Path, rows: list[dict], n: int, delta: int, max_tokens: int) -> dict:
     """n samples per question and a probe after every Δ tokens of each, on vLLM's offline engine (batched)."""
+    from autotts.controllers.extractors import THINK_CLOSE
+    from autotts.engines.backends import probe_suffix_for
     from autotts.offline.collect import CollectSettings
     from autotts.server.tiny_task import check
     from vllm import LLM, SamplingParams
@@ -126,6 +128,7 @@ def sample(model: Path, rows: list[dict], n: int, delta: int, max_tokens: int) -
     collect = CollectSettings(model=str(model), dataset="chain-hard")  # what `autotts collect` probes with
     extractor, probe_max = collect.answers, collect.probe_max_tokens
     suffix = tok.encode(extractor.probe_suffix, add_special_tokens=False)
+    close = tok.encode(THINK_CLOSE, add_special_tokens=False)  # as the backend: no second </think>
     single, vote, first, tokens = [0, 0], [0, 0], [0, 0], []
     probes, where, finals = [], [], []  # finals: (question, final answer, segments) per trace
     for row, prompt, out in zip(rows, prompts, outs, strict=True):
@@ -144,7 +147,8 @@ def sample(model: Path, rows: list[dict], n: int, delta: int, max_tokens: int) -
             tokens.append(len(ids))
             finals.append((row["question"], answer, math.ceil(len(ids) / delta)))
             for k in range(1, math.ceil(len(ids) / delta)):  # as collect: a probe per segment before the last
-                probes.append(TokensPrompt(prompt_token_ids=prompt + ids[:k * delta] + suffix))
+                cut = ids[:k * delta]
+                probes.append(TokensPrompt(prompt_token_ids=prompt + cut + probe_suffix_for(cut, suffix, close)))
                 where.append((len(finals) - 1, k))
     start = time.perf_counter()
     probe_outs = llm.generate(probes, SamplingParams(temperature=1.0, top_p=1.0, max_tokens=probe_max),

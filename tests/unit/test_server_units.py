@@ -87,8 +87,12 @@ def test_metrics_registries_are_per_app() -> None:
     labels = {"controller": "sc", "controller_version": "1", "arm": "default", "model": "m"}
     a.episode(labels, prompt=10, decode=20, probe=3, cached=4, decode_calls=2, probe_calls=1, branches=2,
               prunes=0, probes=1, rounds=2)
-    a.request(labels, "200", 0.5)
+    a.request(labels, "200", 0.5, 23)
+    a.request(labels, "200", 0.5, None)  # tokens unknown (a pass-through without usage): not observed
     text_a, text_b = a.render().decode(), b.render().decode()
+    tail = 'arm="default",controller="sc",controller_version="1",model="m"}'
+    assert f"autotts_request_completion_tokens_count{{{tail} 1.0" in text_a
+    assert f"autotts_request_completion_tokens_squares_total{{{tail} 529.0" in text_a
     assert 'autotts_tokens_total{arm="default",controller="sc",controller_version="1",kind="decode",model="m"} 20.0' \
         in text_a
     assert "kind=\"decode\"" not in text_b
