@@ -37,15 +37,18 @@ class ParallelProbe(GeneratorController):
         doomed: list[int] = []  # pruned in this step, sent with the next batch
         for step in range(p["max_steps"]):
             yield [Prune(i) for i in doomed] + [probes[b.id] for b in running if b.id not in doomed]
-            if doomed:
-                active = [b for b in active if b.id not in doomed]
-            running = [b for b in active if not (b.finished or b.pruned)]
+            active = [b for b in branches if not b.pruned]
+            running = [b for b in active if not b.finished]
             winner = _majority(active)
             doomed = []
             if step >= warm_up and len(active) > 1:
                 for b in running:
-                    off_track[b.id] = off_track[b.id] + 1 if b.latest != winner else 0
-                doomed = [b.id for b in running if off_track[b.id] >= patience]
+                    if b.latest == winner:
+                        off_track[b.id] = 0
+                    else:
+                        off_track[b.id] += 1
+                        if off_track[b.id] >= patience:
+                            doomed.append(b.id)
                 if doomed:
                     active = [b for b in active if b.id not in doomed]
                     if not active:
