@@ -209,69 +209,77 @@ class EpisodeMachine(RecordedShortcuts):
     def _run(self, batch: list[Any], units_for: Callable[..., Iterable[tuple]] | None) -> None:
         """Apply `batch` in order; units come from `units_for(index, k, action, view)` (live) or, when
         it is None, from the recorded trajectories (replay)."""
-        obs = self.obs
-        branches, step, trace, last = obs.branches, obs.step, self.trace, len(batch) - 1
-        recorded, tracks, seg, kappa = self._recorded, self._tracks, obs.segment_tokens, self.kappa_probe
+        if units_for is None and self.trace is None and self.token_budget is None and self.equivalence is None:
+            self._run_recorded(batch)  # the replay driver's commonest case (shortcuts.py)
+            return
+        last = len(batch) - 1
         for i, action in enumerate(batch):
-            kind = type(action)
-            if kind not in _KINDS:
-                raise self._fail(f"step {step}: " + _NOT_AN_ACTION.format(action=action))
-            spent = obs.tokens_spent
-            revealed: list[tuple[int, str]] | None = None if trace is None else []
-            code = action[0]
-            if code == BRANCH:
-                n, left = action[1], obs.branches_available
-                if left is not None and n > left:
-                    raise self._fail(f"step {step}: " + LEGALITY["Branch"]["no room"].format(n=n, left=left))
-                if units_for is None and action[2] is None and not action[3]:
-                    self._open_read(n, revealed)
-                else:
-                    for k in range(n):
-                        view = open_branch(obs)
-                        if units_for is not None:
-                            self._apply_units(view, units_for(i, k, action, view), revealed)
-                            continue
-                        track = recorded(view.id)
-                        tracks.append(track)
-                        self._apply_units(view, recorded_units(track, 0, action[2], action[3], seg, kappa),
-                                          revealed)
-            elif code == ANSWER:
-                if i != last:
-                    raise self._fail(f"step {step}: " + LEGALITY["Answer"]["not last"])
-                self.done, self.answer = True, action[1]
+            self._act(i, action, last, units_for)
+
+    def _act(self, i: int, action: Any, last: int, units_for: Callable[..., Iterable[tuple]] | None) -> None:
+        """Apply action `i` of a batch whose last index is `last` (every rule of the legality table)."""
+        obs = self.obs
+        branches, step, trace = obs.branches, obs.step, self.trace
+        recorded, tracks, seg, kappa = self._recorded, self._tracks, obs.segment_tokens, self.kappa_probe
+        kind = type(action)
+        if kind not in _KINDS:
+            raise self._fail(f"step {step}: " + _NOT_AN_ACTION.format(action=action))
+        spent = obs.tokens_spent
+        revealed: list[tuple[int, str]] | None = None if trace is None else []
+        code = action[0]
+        if code == BRANCH:
+            n, left = action[1], obs.branches_available
+            if left is not None and n > left:
+                raise self._fail(f"step {step}: " + LEGALITY["Branch"]["no room"].format(n=n, left=left))
+            if units_for is None and action[2] is None and not action[3]:
+                self._open_read(n, revealed)
             else:
-                b = action[1]
-                if b >= len(branches):
-                    raise self._fail(f"step {step}: " + LEGALITY[kind.__name__]["unopened"].format(
-                        b=b, opened=len(branches)))
-                view = branches[b]
-                if view.finished or view.pruned:  # every branch action is legal on a running branch
-                    reason = LEGALITY[kind.__name__][_state(view)]
-                    if reason is not None:
-                        raise self._fail(f"step {step}: " + reason.format(b=b))
-                if code == PRUNE:
-                    set_pruned(view, True)
-                    self.prunes += 1
-                    units = ()
-                    if self.changes is not None:
-                        self.changes.ints += (b, view.depth, view.tokens, view.finished | 2, 0)
-                elif units_for is not None:
-                    units = units_for(i, 0, action, view)
-                elif action[2] == 1 and code == CONTINUE and view.depth < len(tracks[b][0]):
-                    self._probed_segment(view, tracks[b], action[3], revealed)
-                    units = ()
-                elif action[2] is None and code == CONTINUE and not action[3]:
-                    self._full_read(view, tracks[b], revealed)
-                    units = ()
-                elif code == PROBE:
-                    units = (recorded_probe(tracks[b], view.depth, kappa),)
-                else:
-                    units = recorded_units(tracks[b], view.depth, action[2], action[3], seg, kappa)
-                if units:
-                    self._apply_units(view, units, revealed)
-            if trace is not None:
-                trace.append({"step": step, "action": action_dict(action), "revealed": revealed,
-                              "cost": obs.tokens_spent - spent, "tokens": obs.tokens_spent})
+                for k in range(n):
+                    view = open_branch(obs)
+                    if units_for is not None:
+                        self._apply_units(view, units_for(i, k, action, view), revealed)
+                        continue
+                    track = recorded(view.id)
+                    tracks.append(track)
+                    self._apply_units(view, recorded_units(track, 0, action[2], action[3], seg, kappa),
+                                      revealed)
+        elif code == ANSWER:
+            if i != last:
+                raise self._fail(f"step {step}: " + LEGALITY["Answer"]["not last"])
+            self.done, self.answer = True, action[1]
+        else:
+            b = action[1]
+            if b >= len(branches):
+                raise self._fail(f"step {step}: " + LEGALITY[kind.__name__]["unopened"].format(
+                    b=b, opened=len(branches)))
+            view = branches[b]
+            if view.finished or view.pruned:  # every branch action is legal on a running branch
+                reason = LEGALITY[kind.__name__][_state(view)]
+                if reason is not None:
+                    raise self._fail(f"step {step}: " + reason.format(b=b))
+            if code == PRUNE:
+                set_pruned(view, True)
+                self.prunes += 1
+                units = ()
+                if self.changes is not None:
+                    self.changes.ints += (b, view.depth, view.tokens, view.finished | 2, 0)
+            elif units_for is not None:
+                units = units_for(i, 0, action, view)
+            elif action[2] == 1 and code == CONTINUE and view.depth < len(tracks[b][0]):
+                self._probed_segment(view, tracks[b], action[3], revealed)
+                units = ()
+            elif action[2] is None and code == CONTINUE and not action[3]:
+                self._full_read(view, tracks[b], revealed)
+                units = ()
+            elif code == PROBE:
+                units = (recorded_probe(tracks[b], view.depth, kappa),)
+            else:
+                units = recorded_units(tracks[b], view.depth, action[2], action[3], seg, kappa)
+            if units:
+                self._apply_units(view, units, revealed)
+        if trace is not None:
+            trace.append({"step": step, "action": action_dict(action), "revealed": revealed,
+                          "cost": obs.tokens_spent - spent, "tokens": obs.tokens_spent})
 
     def _apply_units(self, view: BranchView, units: Iterable[tuple], revealed: list | None) -> None:
         """Charge, deepen and reveal unit by unit; the budget is checked before each unit.

@@ -58,17 +58,22 @@ def apply_delta(obs: Observation, delta: list[Any]) -> None:
     """Write one step's changes into the mirror `obs`."""
     spent, step, available, completed, ints, answers, depths, confidences = delta
     branches = obs.branches
+    opened = len(branches)
     a = d = 0
     it = iter(ints)
     for branch, depth, tokens, state, n in zip(it, it, it, it, it, strict=True):
-        view = open_branch(obs) if branch == len(branches) else branches[branch]
+        if branch == opened:
+            view = open_branch(obs)
+            opened += 1
+        else:
+            view = branches[branch]
         set_depth(view, depth)
         set_tokens(view, tokens)
         if n == 1:  # the usual case: one answer, revealed at the branch's depth
             answer = answers[a]
             _append(view.answers, answer)
             _append(view.depths, depth)
-            _append(view.confidences, confidences[a] if confidences else None)
+            _append(view.confidences, confidences[a] if confidences is not None else None)
             a += 1
             set_latest(view, answer)
         elif n:

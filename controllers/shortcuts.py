@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .actions import Continue, Prune
 from .observation import (
     BranchView,
     open_branch,
@@ -18,6 +19,7 @@ from .observation import (
     set_final,
     set_finished,
     set_latest,
+    set_pruned,
     set_spent,
     set_tokens,
 )
@@ -50,6 +52,76 @@ class RecordedShortcuts:
     equivalence: Equivalence | None
     _tracks: list[Recorded]
     _recorded: Callable[[int], Recorded]
+    _act: Callable[..., None]
+
+    def _run_recorded(self, batch: list) -> None:
+        """A replayed batch without budget, trace or equivalence classes: continues that stay within the
+        recorded probes and prunes of running branches applied here, in a few lines each; every other
+        action (and every illegal one, for its error) by `EpisodeMachine._act`, in batch order. The
+        episode's counters are kept in locals and written back before each `_act` and at the end."""
+        obs, tracks, changes = self.obs, self._tracks, self.changes
+        branches, seg, kappa, last = obs.branches, obs.segment_tokens, self.kappa_probe, len(batch) - 1
+        logged = changes is not None
+        if logged:
+            ints, shown, confidences = changes.ints, changes.answers, changes.confidences
+        spent, probed, pruned = obs.tokens_spent, 0, 0
+        try:
+            for i, action in enumerate(batch):
+                kind = type(action)
+                if kind is Continue:
+                    b, segments, probe = action[1], action[2], action[3]
+                    if segments is not None and b < len(branches):
+                        view = branches[b]
+                        probes = tracks[b][0]
+                        depth = view.depth
+                        end = depth + segments
+                        if end <= len(probes) and not (view.finished or view.pruned):
+                            cost = (seg + kappa if probe else seg) * segments
+                            spent += cost
+                            tokens = view.tokens + cost
+                            set_tokens(view, tokens)
+                            set_depth(view, end)
+                            if probe:
+                                if segments == 1:
+                                    answer = probes[depth]
+                                    _append(view.answers, answer)
+                                    _append(view.depths, end)
+                                    _append(view.confidences, None)
+                                    if logged:
+                                        _append(shown, answer)
+                                        _append(confidences, None)
+                                else:
+                                    for at in range(depth, end):
+                                        answer = probes[at]
+                                        _append(view.answers, answer)
+                                        _append(view.depths, at + 1)
+                                        _append(view.confidences, None)
+                                        if logged:
+                                            _append(shown, answer)
+                                            _append(confidences, None)
+                                set_latest(view, answer)
+                                probed += segments
+                            if logged:
+                                ints += (b, end, tokens, 0, segments if probe else 0)
+                            continue
+                elif kind is Prune:
+                    b = action[1]
+                    if b < len(branches) and not branches[b].pruned:
+                        view = branches[b]
+                        set_pruned(view, True)
+                        pruned += 1
+                        if logged:
+                            ints += (b, view.depth, view.tokens, view.finished | 2, 0)
+                        continue
+                set_spent(obs, spent)
+                self.probes, self.prunes, probed, pruned = self.probes + probed, self.prunes + pruned, 0, 0
+                spent = None  # the machine's own counter while `_act` runs (it may stop part-way)
+                self._act(i, action, last, None)
+                spent = obs.tokens_spent
+        finally:
+            if spent is not None:
+                set_spent(obs, spent)
+            self.probes, self.prunes = self.probes + probed, self.prunes + pruned
 
     def _probed_segment(self, view: BranchView, track: Recorded, probe: bool, revealed: list | None) -> None:
         """One segment of a recorded branch that has probes left: what ``recorded_units(track, depth, 1, probe)``

@@ -1,6 +1,6 @@
 """The parent's reading of a sandboxed worker's batches: compact fields in, validated actions out.
 
-A worker sends each step's batch as ``[ints, texts]`` (`controller_worker._encode`: four ints per action,
+A worker sends each step's batch as ``[ints, texts]`` (`controller_worker._encode`: four fields per action,
 answers' text apart). Nothing in it is trusted: every action is checked as its constructor would check it
 (`actions.from_compact`). Actions are immutable, so fields seen before decode to the same object again from
 a bounded cache, which makes the commonest step (dozens of single-segment continues) cheap to read.

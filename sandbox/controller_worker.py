@@ -25,7 +25,7 @@ import sys
 import types
 import zlib
 
-from autotts.controllers.actions import ACTION_TYPES, ANSWER
+from autotts.controllers.actions import ACTION_TYPES, ANSWER, Answer
 from autotts.controllers.base import Controller, check_schedule
 from autotts.controllers.obs_sync import apply_delta, describe, new_observation
 
@@ -44,6 +44,7 @@ except ImportError:
 
 ORIGIN = "<candidate>"
 _ACTIONS = frozenset(ACTION_TYPES)
+_PLAIN = _ACTIONS - {Answer}  # sent as their own four fields
 _MAX_TEXT = 2000
 
 
@@ -51,9 +52,39 @@ class StepTimeout(BaseException):  # BaseException: `except Exception` in contro
     pass
 
 
-def _on_timer(signum: int, frame: Any) -> None:
-    what = "CPU time" if signum == signal.SIGPROF else "wall-clock time"
-    raise StepTimeout(f"the step used more {what} than the per-step limit")
+class _StepClock:
+    """The per-step CPU and wall-clock limits, from two periodic timers armed once per limit value.
+
+    A step only resets two counters (no system call per step: thousands of steps go through one message).
+    Each timer ticks every tenth of its limit; the eleventh tick within one step raises `StepTimeout` in it,
+    so a step is stopped after between 1 and 1.1 times its limit, never earlier, and a step that swallows
+    the exception gets it again at every later tick. Ticks between steps do nothing."""
+
+    TICKS = 10
+
+    def __init__(self) -> None:
+        self.cpu = self.wall = 0
+        self.in_step = False
+        self.limit_s: float | None = None
+
+    def arm(self, limit_s: float) -> None:
+        if limit_s != self.limit_s:
+            period = max(float(limit_s), 0.001) / self.TICKS
+            signal.setitimer(signal.ITIMER_PROF, period, period)  # CPU time of a step
+            signal.setitimer(signal.ITIMER_REAL, 4 * period, 4 * period)  # and its wall time (a step that sleeps)
+            self.limit_s = limit_s
+
+    def on_timer(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGPROF:
+            self.cpu += 1
+        else:
+            self.wall += 1
+        if self.in_step and (self.cpu > self.TICKS or self.wall > self.TICKS):
+            what = "CPU time" if self.cpu > self.TICKS else "wall-clock time"
+            raise StepTimeout(f"the step used more {what} than the per-step limit")
+
+
+_CLOCK = _StepClock()
 
 
 class Worker:
@@ -110,24 +141,26 @@ class Worker:
 
     def step(self, episodes: list, timeout_s: float = 5.0, end: list | None = None) -> list:
         self.end(end or [])
+        clock = _CLOCK
+        clock.arm(timeout_s)
         out = []
         for eid, instance, init, delta in episodes:
             if init is not None:
                 self.episodes[eid] = (new_observation(init), self.instances[instance])
             obs, controller = self.episodes[eid]
             apply_delta(obs, delta)
-            signal.setitimer(signal.ITIMER_PROF, timeout_s)  # CPU time of this step
-            signal.setitimer(signal.ITIMER_REAL, 4 * timeout_s)  # and its wall time (a step that sleeps)
+            clock.cpu = clock.wall = 0
+            clock.in_step = True
             try:
                 batch = controller.step(obs)
             except MemoryError:
                 raise
             except BaseException as exc:  # the step's failure is this episode's report
+                clock.in_step = False
                 out.append({"error": _short(exc)})
                 continue
             finally:
-                signal.setitimer(signal.ITIMER_PROF, 0)
-                signal.setitimer(signal.ITIMER_REAL, 0)
+                clock.in_step = False
             out.append(_encode(batch))
         return out
 
@@ -141,8 +174,9 @@ class Worker:
 
 
 def _encode(batch: Any) -> Any:
-    """The batch as ``[ints, texts]``: four ints per action (kind, x, segments or 0, probe) with the
-    answer's text, or the repr of anything that is not an action, in `texts` (x is its index)."""
+    """The batch as ``[ints, texts]``: four fields per action, its own tuple ``(kind, x, segments, probe)``
+    (segments null for None, probe a bool), except that an answer's text, or the repr of anything that is
+    not an action, goes to `texts` (x is its index). The parent checks every field (`batches.decode_batch`)."""
     kind = type(batch)
     if kind in _ACTIONS:
         batch = (batch,)
@@ -151,14 +185,12 @@ def _encode(batch: Any) -> Any:
     ints: list[Any] = []
     texts: list[str] = []
     for action in batch:
-        if type(action) in _ACTIONS:
-            code = action[0]
-            if code == ANSWER:
-                ints += (ANSWER, len(texts), 0, 0)
-                texts.append(action[1])
-            else:
-                segments = action[2]
-                ints += (code, action[1], 0 if segments is None else segments, 1 if action[3] else 0)
+        kind = type(action)
+        if kind in _PLAIN:
+            ints += action
+        elif kind is Answer:
+            ints += (ANSWER, len(texts), 0, 0)
+            texts.append(action[1])
         else:
             try:
                 text = repr(action)[:80]
@@ -182,8 +214,8 @@ def _short(exc: BaseException) -> str:
 def main() -> None:
     from autotts.sandbox._frames import serve
 
-    signal.signal(signal.SIGPROF, _on_timer)
-    signal.signal(signal.SIGALRM, _on_timer)
+    signal.signal(signal.SIGPROF, _CLOCK.on_timer)
+    signal.signal(signal.SIGALRM, _CLOCK.on_timer)
     worker = Worker()
 
     def handle(payload: bytes) -> bytes:

@@ -9,7 +9,6 @@ majority has held for `T` steps or no branch is left running.
 from __future__ import annotations
 
 from ..actions import Branch, Continue, Prune
-from ..aggregate import majority
 from ..base import GeneratorController, Param
 
 
@@ -26,29 +25,55 @@ class ParallelProbe(GeneratorController):
 
     def run(self, obs):
         p = self.params
+        patience, warm_up = p["patience"], p["warm_up"]
         yield [Branch(min(p["n"], obs.branches_available or p["n"]))]
-        off_track: dict[int, int] = {}
+        branches = obs.branches
+        probes = _probes(len(branches))
+        active = [b for b in branches if not b.pruned]
+        running = [b for b in active if not b.finished]  # both in opening order
+        off_track = [0] * len(branches)
         previous = winner = None
         stable = 0
         doomed: list[int] = []  # pruned in this step, sent with the next batch
         for step in range(p["max_steps"]):
-            yield [Prune(i) for i in doomed] + [Continue(b.id) for b in obs.branches
-                                                if b.running and b.id not in doomed]
-            active = [b for b in obs.branches if not b.pruned]
-            winner = majority([b.latest for b in active])
+            yield [Prune(i) for i in doomed] + [probes[b.id] for b in running if b.id not in doomed]
+            active = [b for b in branches if not b.pruned]
+            running = [b for b in active if not b.finished]
+            winner = _majority(active)
             doomed = []
-            if step >= p["warm_up"] and len(active) > 1:
-                for b in active:
-                    if not b.finished:
-                        off_track[b.id] = off_track.get(b.id, 0) + 1 if b.latest != winner else 0
-                doomed = [b.id for b in active if not b.finished and off_track[b.id] >= p["patience"]]
+            if step >= warm_up and len(active) > 1:
+                for b in running:
+                    if b.latest == winner:
+                        off_track[b.id] = 0
+                    else:
+                        off_track[b.id] += 1
+                        if off_track[b.id] >= patience:
+                            doomed.append(b.id)
                 if doomed:
                     active = [b for b in active if b.id not in doomed]
                     if not active:
                         return previous if previous is not None else winner
-                    winner = majority([b.latest for b in active])
+                    winner = _majority(active)
             stable = stable + 1 if winner == previous else 0
             previous = winner
-            if stable >= p["T"] or all(not b.running or b.id in doomed for b in obs.branches):
+            if stable >= p["T"] or len(doomed) == len(running):
                 return winner
         return winner
+
+
+def _probes(n: int) -> list[Continue]:
+    """`Continue(i)` for branch ids below `n`, built once per process (actions are immutable)."""
+    if len(_PROBES) < n:
+        _PROBES[:] = [Continue(i) for i in range(max(n, 64))]
+    return _PROBES
+
+
+_PROBES: list[Continue] = []
+
+
+def _majority(branches: list) -> str | None:
+    """`majority` of the branches' latest answers (ties to the first seen), without building the list."""
+    counts: dict[str | None, int] = {}
+    for b in branches:
+        counts[b.latest] = counts.get(b.latest, 0) + 1
+    return max(counts, key=counts.__getitem__) if counts else None

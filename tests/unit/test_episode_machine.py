@@ -222,3 +222,37 @@ def test_a_mirror_fed_the_machines_change_log_equals_its_observation(branches, s
         assert describe(mirror) == describe(machine.obs)
         if machine.done or machine.failed:
             break
+
+
+# mostly the actions the shortcut takes (continues within the recorded probes, prunes), some it leaves to the rules
+common = st.one_of(st.builds(Continue, st.integers(0, 3), st.integers(1, 3), st.booleans()),
+                   st.builds(Prune, st.integers(0, 3)), st.builds(Branch, st.integers(1, 2)))
+long_trajectory = st.tuples(st.lists(st.sampled_from(["a", "b", "ERR"]), min_size=1, max_size=9),
+                            st.integers(0, 6000), st.sampled_from(["a", "b"]))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(branches=st.lists(long_trajectory, min_size=2, max_size=5),
+       script=st.lists(st.lists(st.one_of(common, common, common, actions), min_size=1, max_size=6), max_size=10),
+       kappa=st.sampled_from([0, 7]))
+def test_the_replay_shortcut_for_whole_batches_equals_the_action_by_action_rules(branches, script, kappa):
+    """Without trace or budget the machine applies a batch's commonest actions in one loop
+    (`RecordedShortcuts._run_recorded`); with a trace every action goes through the full rules."""
+    store = store_in_opening_order(branches)
+    script = [[Branch(2)], *script]
+    outcomes = []
+    for traced in (False, True):
+        machine = ReplayEnv(store, kappa_probe=kappa, record_trace=traced).machine_for(0, 0, log_changes=True)
+        sync, seen = ObservationSync(machine), []
+        for batch in script:
+            try:
+                machine.step(batch)
+                error = None
+            except (IllegalActionError, EpisodeError) as exc:
+                error = str(exc)
+            seen.append((error, describe(machine.obs), sync.delta(), machine.probes, machine.prunes,
+                         machine.done, machine.answer))
+            if machine.done or machine.failed:
+                break
+        outcomes.append(seen)
+    assert outcomes[0] == outcomes[1]

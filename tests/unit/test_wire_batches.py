@@ -22,6 +22,17 @@ def test_a_batch_decodes_to_the_actions_the_controller_returned():
         assert decoded == batch and [type(a) for a in decoded] == [type(a) for a in batch]
 
 
+def test_a_batch_decodes_the_same_after_the_wire():
+    """Actions travel as their own fields (null segments, boolean probe) through JSON, as the worker sends them."""
+    from autotts.sandbox.remote import from_json, to_json
+
+    batch = [Branch(2, segments=None, probe=False), Continue(5, segments=3), Continue(0, segments=None), Probe(1),
+             Prune(2), Answer("x")]
+    for _ in range(2):
+        decoded = remote.decode_batch(from_json(to_json(_encode(batch))))
+        assert decoded == batch and [type(a) for a in decoded] == [type(a) for a in batch]
+
+
 @pytest.mark.parametrize("warm", [False, True])
 def test_fields_equal_to_integers_read_as_them_whether_or_not_seen_before(warm):
     if warm:
