@@ -13,14 +13,13 @@ exactly what a probe after the first pass must do (the probe examples alone, two
 were too small a share of the loss to teach it; docs/tiny_model.md).
 
 Same settings, same weights: torch is seeded, one thread per run, a fixed number of steps, a fixed batch
-order. How fast a seed learns the arithmetic varies a lot (docs/tiny_model.md: at 900 steps two seeds of
-three reach a final loss near 0.04, the third stays near 0.12 and answers at chance), and so does the
+order. How fast a seed learns the arithmetic varies a lot (docs/tiny_model.md: at 900 steps three seeds
+of four reach a final loss near 0.04, the fourth stays near 0.12 and answers at chance), and so does the
 same seed on another CPU's floating point; so `candidates` runs train at once, one per core, with seeds
 `seed`, `seed + 1`, …, and the one with the lowest final loss is kept. The output directory holds
-``autotts-train.json`` with the settings and their hash; building
-again with the same settings returns at once, different settings refuse to overwrite, and a copy is
-kept under `cache_dir()` by that hash so another directory with the same settings is a copy, not a
-new training run.
+``autotts-train.json`` with the settings and their hash; building again with the same settings returns
+at once, different settings refuse to overwrite, and a copy is kept under `cache_dir()` by that hash so
+another directory with the same settings is a copy, not a new training run.
 Ship this builder, never the weights.
 """
 
