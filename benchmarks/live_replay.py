@@ -55,7 +55,7 @@ def _closed_loop():
 
 
 _loop = _closed_loop()
-Processes, free_port = _loop.Processes, _loop.free_port
+Processes, free_port, ab_report = _loop.Processes, _loop.free_port, _loop.ab_report
 Z95 = 1.959964
 
 
@@ -323,16 +323,6 @@ def predicted_difference(a: dict, b: dict) -> dict:
     return out
 
 
-def ab_report(gateway: str, arms: list[str], log: Path) -> dict:
-    """`autotts ab report` on the gateway's /metrics, as a user runs it: the table into `log`, the JSON back."""
-    cmd = [sys.executable, "-m", "autotts.cli.main", "ab", "report", "--metrics-url", gateway + "/metrics",
-           "--arms", ",".join(arms)]
-    table = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    log.write_text(table)
-    print(table, flush=True)
-    return json.loads(subprocess.run([*cmd, "--json"], capture_output=True, text=True, check=True).stdout)
-
-
 def ab_result(pred: dict, arms: list[str], done: list[dict], report: dict, wall_s: float) -> dict:
     """The A/B's per-arm live numbers against replay, and the report's differences against replay's."""
     per_arm = {}
@@ -431,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             done = live(gateway, "ab", fresh, ns, logs / "live_ab.jsonl")
             timings["live_ab"] = round(time.perf_counter() - start, 1)
-            report = ab_report(gateway, ab, logs / "ab_report.txt")
+            report = ab_report(gateway, ab)
             write_summary({"ab": ab_result(pred, ab, done, report, timings["live_ab"]), "complete": True})
             print(f"wrote {ns.out} (workdir {work})", flush=True)
             return 0

@@ -30,12 +30,11 @@ Z95 = 1.959963984540054
 # (sample name, the label kept besides `arm`)
 _QUERIES = (("autotts_requests_total", "status"), ("autotts_tokens_total", "kind"),
             ("autotts_feedback_total", "correct"), ("autotts_fallbacks_total", "reason"),
-            ("autotts_request_latency_seconds_sum", None), ("autotts_request_latency_seconds_count", None),
-            ("autotts_request_completion_tokens_sum", None), ("autotts_request_completion_tokens_count", None),
-            ("autotts_request_completion_tokens_squares_total", None))
-_TOKEN_SERIES = {"autotts_request_completion_tokens_sum": "token_sum",
+            ("autotts_request_latency_seconds_sum", None), ("autotts_request_latency_seconds_count", None))
+_TOKEN_SERIES = {"autotts_request_completion_tokens_sum": "token_sum",  # sample name -> ArmStats field
                  "autotts_request_completion_tokens_count": "token_requests",
                  "autotts_request_completion_tokens_squares_total": "token_squares"}
+_QUERIES += tuple((name, None) for name in _TOKEN_SERIES)
 Sample = tuple[str, dict[str, str], float]
 
 
@@ -211,7 +210,7 @@ def compare_tokens(stats: list[ArmStats]) -> TokenComparison | None:
     va, vb = a.token_variance, b.token_variance
     if va is None or vb is None:
         return None
-    ma, mb = a.token_sum / a.token_requests, b.token_sum / b.token_requests
+    ma, mb = a.tokens_per_request, b.tokens_per_request  # from the histogram: both have >= 2 requests
     qa, qb = va / a.token_requests, vb / b.token_requests
     se = math.sqrt(qa + qb)
     if se == 0:
